@@ -134,16 +134,24 @@ def reset_scoreboard() -> None:
     _checks.clear()
 
 
-def scoreboard() -> tuple[int, int]:
-    """Print and return (correct, total) over every check so far, e.g. `26/26 correct, 24 bit-exact`."""
-    total = len(_checks)
-    correct = sum(c.correct for c in _checks.values())
-    exact = sum(c.exact for c in _checks.values())
-    print(f"{correct}/{total} correct, {exact} bit-exact")
-    for c in _checks.values():
-        if not c.correct:
-            print(f"  not yet: {c.name}")
-    return correct, total
+@dataclass
+class Score:
+    correct: int
+    total: int
+    exact: int
+
+    def _ipython_display_(self) -> None:
+        pass  # scoreboard() already printed it
+
+
+def scoreboard() -> Score:
+    """Print and return the tally of every check so far, e.g. `26/26 correct, 24 bit-exact`."""
+    score = Score(sum(c.correct for c in _checks.values()), len(_checks), sum(c.exact for c in _checks.values()))
+    print(f"{score.correct}/{score.total} correct, {score.exact} bit-exact")
+    missing = [c.name for c in _checks.values() if not c.correct]
+    if missing:
+        print(f"not yet: {', '.join(missing)}")
+    return score
 
 
 def _fmt_shape(s) -> str:
@@ -167,16 +175,17 @@ def _check(name: str, dt: Any, t: Any, n: int | None) -> Check:
     if dt is g or (isinstance(dt, torch.Tensor) and dt.numel() > 0 and _same_memory(dt, g)):
         return wrong("this is autograd's own t.grad: compute the gradient yourself from the forward-pass tensors")
     if not isinstance(dt, torch.Tensor):
-        kind = type(dt).__name__
+        kind = f"a {type(dt).__name__}"
         if type(dt).__module__ == "numpy":
-            hint = "keep it in torch (no .numpy()): the checker compares torch tensors"
+            kind = "a NumPy array" if type(dt).__name__ == "ndarray" else f"a NumPy {type(dt).__name__}"
+            hint = f"keep it in torch (no .numpy()); it should be a tensor of shape {_fmt_shape(g.shape)}"
         elif isinstance(dt, (int, float, complex, bool)):
             hint = f"expected a tensor of shape {_fmt_shape(g.shape)}, e.g. torch.full_like(t, value) or an expression of tensors"
         elif isinstance(dt, (list, tuple)):
             hint = f"build it with tensor operations; it should have shape {_fmt_shape(g.shape)}"
         else:
             hint = f"expected a torch.Tensor of shape {_fmt_shape(g.shape)}"
-        return wrong(f"got a {kind}, not a tensor: {hint}")
+        return wrong(f"got {kind}, not a tensor: {hint}")
     if dt.layout != torch.strided or g.layout != torch.strided:
         return wrong(f"got a {dt.layout} tensor: use an ordinary dense tensor (.to_dense())")
     if dt.device != g.device:
@@ -257,18 +266,16 @@ def _diagnose_shape(dt: torch.Tensor, g: torch.Tensor) -> str:
     return head
 
 
-def _factor_name(c: float, n: int | None, dims: set[int]) -> str | None:
-    """Name a factor such as n, 1/n, n-1 or n/(n-1) if c is one of them."""
-    cands: list[tuple[float, str]] = []
-    for k in sorted(({n} if n else set()) | dims):
-        if k and k > 1:
-            cands += [(k, f"{k} = n?"), (1 / k, f"1/{k} = 1/n?"), (k - 1, f"{k - 1} = n-1?"),
-                      (1 / (k - 1) if k > 2 else 1.0, f"1/{k - 1} = 1/(n-1)?"),
-                      (k / (k - 1), f"{k}/{k - 1} = n/(n-1): Bessel's correction?"),
-                      ((k - 1) / k, f"{k - 1}/{k} = (n-1)/n: Bessel's correction?")]
-    for v, s in cands:
-        if v != 1.0 and abs(c - v) <= 1e-3 * abs(v):
-            return s if n == int(s.split(" ")[0].split("/")[0]) or n is None else s
+def _factor_name(c: float, ns: set[int]) -> str | None:
+    """Name a factor such as n, 1/n, n-1 or n/(n-1), for n among the candidate batch sizes `ns`."""
+    for k in sorted(k for k in ns if k > 2):
+        for v, label in ((k, f"n = {k}: a 1/n missing?"), (1 / k, f"1/n = 1/{k}: a 1/n too many?"),
+                         (k - 1, f"n-1 = {k - 1}: a 1/(n-1) missing?"),
+                         (1 / (k - 1), f"1/(n-1) = 1/{k - 1}: a 1/(n-1) too many?"),
+                         (k / (k - 1), f"n/(n-1) = {k}/{k - 1}: Bessel's correction"),
+                         ((k - 1) / k, f"(n-1)/n = {k - 1}/{k}: Bessel's correction")):
+            if abs(c - v) <= 1e-4 * abs(v):
+                return label
     return None
 
 
@@ -283,13 +290,9 @@ def _diagnose_values(dt: torch.Tensor, g: torch.Tensor, t: torch.Tensor, n: int 
     if gg > 0:
         c = float((dt.double() * g.double()).sum()) / gg
         if c != 0 and torch.allclose(dt, (c * g.double()).to(g.dtype), rtol=1e-4, atol=1e-7):
-            named = _factor_name(c, n, set(t.shape) | {d + 1 for d in t.shape})
-            if named is None and abs(1 / c - round(1 / c)) < 1e-3 * abs(1 / c) and abs(c) < 1:
-                named = f"1/{round(1 / c)}"
-            if named is None and abs(c - round(c)) < 1e-3 * abs(c):
-                named = f"{round(c)}"
-            label = f" ({named})" if named else ""
-            return f"off by a constant factor: yours is {c:.4g}{label} times the gradient"
+            named = _factor_name(c, {n} if n else set(t.shape))
+            label = f", which is {named}" if named else ""
+            return f"off by a constant factor: yours is {c:.4g} times the gradient{label}"
     if nbad <= max(1, total // 10) and dt.dim() >= 1:
         where = off.nonzero().tolist()[:5]
         msg = f"right everywhere except {nbad} of {total} entries, e.g. at {', '.join(str(tuple(w)) for w in where)}"
