@@ -25,7 +25,8 @@ if ROOT is None:  # opened alone (Colab, a download): fetch both files, run noth
             data = urllib.request.urlopen(f"{{BASE_URL}}/{{f}}", timeout=30).read()
         except Exception as e:
             raise SetupError(f"could not download {{f}} from {{BASE_URL}} ({{e}}). Check the internet "
-                             "connection (in Colab: Runtime > Restart) and run this cell again.") from None
+                             "connection and run this cell again, or put utils.py and names.txt from the "
+                             "course repository beside this notebook.") from None
         if hashlib.sha256(data).hexdigest() != digest:
             raise SetupError(f"{{f}} downloaded from {{BASE_URL}} does not match its sha256 checksum, so it was "
                              "not saved or run. The server may have a newer version: open this notebook from "
