@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def canvas(width: int, height: int, title: str):
     return fig, ax
 
 
-def node(ax, x, y, name, shape="", kind="act", w=140, h=44, size=11):
+def node(ax, x, y, name, shape="", kind="act", w=140, h=44, size=10.5):
     """A labelled box centred at (x, y): tensor name (monospace) over its shape. Returns the patch."""
     st = STYLE[kind]
     style = "round,pad=0,rounding_size=9" if st["round"] else "square,pad=0"
@@ -72,10 +73,15 @@ def arrow(ax, a, b, color=FWD, lw=1.6, dashed=False, rad=0.0, head=12):
 
 
 def _centre(patch):
+    if hasattr(patch, "center"):  # a Circle
+        return patch.center
     return (patch.get_x() + patch.get_width() / 2, patch.get_y() + patch.get_height() / 2)
 
 
-def label(ax, x, y, text, size=10, color=MUTED, ha="center", **kw):
+def label(ax, x, y, text, size=10, color=MUTED, ha="center", on_line=False, **kw):
+    """Text centred at (x, y); on_line=True puts it on a white patch so it can sit on top of an arrow."""
+    if on_line:
+        kw["bbox"] = dict(boxstyle="square,pad=0.15", fc="white", ec="none")
     ax.text(x, y, text, ha=ha, va="center", fontsize=size, color=color, zorder=5, **kw)
 
 
@@ -110,29 +116,32 @@ FORWARD_EDGES = """Xb>emb C>emb emb>embcat embcat>hprebn W1>hprebn b1>hprebn hpr
     bngain>hpreact bnbias>hpreact h>logits W2>logits b2>logits logits>logit_maxes logits>norm_logits
     logit_maxes>norm_logits norm_logits>counts counts>counts_sum counts>probs counts_sum>counts_sum_inv
     counts_sum_inv>probs probs>logprobs logprobs>loss Yb>loss""".split()
-COL_X = [62, 222, 392, 562, 722, 902]
+COL_X = [82, 228, 384, 546, 692, 848]
 ROW0, PITCH = 92, 60
 
 
 def forward_graph(path: Path) -> None:
-    fig, ax = canvas(1000, 860, "Notebook 01: the forward pass, one tensor at a time")
+    fig, ax = canvas(1000, 860, "The chunked forward pass: every tensor and its shape (batch n = 32)")
     boxes = {}
     for name, shape, kind, col, row in FORWARD_NODES:
-        w = 100 if kind != "act" else 148
+        w = 86 if kind != "act" else 138
         boxes[name] = node(ax, COL_X[col], ROW0 + PITCH * row, name, shape, kind, w=w)
     for edge in FORWARD_EDGES:
         a, b = edge.split(">")
         arrow(ax, boxes[a], boxes[b])
     # hpreact -> h crosses from the bottom of the left half to the top of the right half
-    y_from, y_to, lane = ROW0 + PITCH * 10, ROW0, 478
-    ax.plot([COL_X[1] + 74, lane, lane, lane], [y_from, y_from, y_to, y_to], color=FWD, lw=1.6, zorder=2)
+    y_from, y_to, lane = ROW0 + PITCH * 10, ROW0, 472
+    ax.plot([COL_X[1] + 69, lane, lane], [y_from, y_from, y_to], color=FWD, lw=1.6, zorder=2)
     label(ax, lane - 8, (y_from + y_to) / 2, "tanh", ha="right", style="italic", color=FWD)
     arrow(ax, (lane, y_to), boxes["h"])
     # gradients run against every arrow: loss -> ... -> h, then hpreact -> ... -> emb
-    for x, top, bottom in ((COL_X[1] - 92, ROW0, ROW0 + PITCH * 10), (COL_X[4] + 92, ROW0, ROW0 + PITCH * 9)):
-        arrow(ax, (x, bottom), (x, top), color=GRAD, lw=5, head=22)
-    label(ax, 500, 800, "black arrows: forward pass     red arrows: the backward pass, gradients flow "
-          "from loss back to every tensor", size=11, color=INK)
+    for x, bottom, text in ((962, ROW0 + PITCH * 9, "backward, part 1: from loss back to h"),
+                            (18, ROW0 + PITCH * 10.5, "backward, part 2: from hpreact back to C")):
+        arrow(ax, (x, bottom), (x, ROW0), color=GRAD, lw=5, head=22)
+        label(ax, x, (ROW0 + bottom) / 2, text, size=11, color=GRAD, rotation=90, on_line=True,
+              fontweight="bold")
+    label(ax, 500, 800, "black arrows: forward pass        thick red arrows: backward pass, "
+          "gradients flow against the black arrows", size=11, color=INK)
     _legend(ax, 500, 832)
     save(fig, path)
 
@@ -143,13 +152,157 @@ def _legend(ax, x, y):
         label(ax, x + dx + 20, y, text, size=11, color=INK, ha="left")
 
 
+# ----------------------------------------------------------------------------- 2. fan-out
+
+def fanout_counts(path: Path) -> None:
+    fig, ax = canvas(1000, 520, "A tensor used twice gets two gradients, and they add up")
+    counts = node(ax, 190, 230, "counts", "(32, 27)")
+    probs = node(ax, 840, 230, "probs", "(32, 27)")
+    csum = node(ax, 420, 370, "counts_sum", "(32, 1)")
+    csum_inv = node(ax, 650, 370, "counts_sum_inv", "(32, 1)")
+    for a, b, op, xy in ((counts, probs, "probs = counts * counts_sum_inv", (515, 216)),
+                         (counts, csum, ".sum(1, keepdim=True)", (312, 290)),
+                         (csum, csum_inv, "**-1", (535, 358)),
+                         (csum_inv, probs, "", None)):
+        arrow(ax, a, b)
+        if op:
+            label(ax, *xy, op, family=MONO, color=FWD, ha="left" if xy[0] == 312 else "center")
+    plus = plt.Circle((62, 230), 17, fc="white", ec=GRAD, lw=2.2, zorder=3)
+    ax.add_patch(plus)
+    label(ax, 62, 229, "+", size=20, color=GRAD, fontweight="bold")
+    arrow(ax, probs, plus, color=GRAD, dashed=True, lw=2, rad=0.32)
+    arrow(ax, csum, plus, color=GRAD, dashed=True, lw=2, rad=-0.45)
+    arrow(ax, plus, counts, color=GRAD, lw=2.2)
+    label(ax, 460, 84, "dcounts via probs", size=12, color=GRAD, fontweight="bold")
+    label(ax, 150, 420, "dcounts via counts_sum", size=12, color=GRAD, fontweight="bold", ha="left")
+    label(ax, 500, 470, "dcounts = dcounts(via probs) + dcounts(via counts_sum)", size=13, color=INK,
+          family=MONO, fontweight="bold")
+    label(ax, 500, 500, "black: forward pass     red dashed: gradients flowing back     "
+          "in code: write one term, then  dcounts += the other", size=11, color=INK)
+    save(fig, path)
+
+
+# ----------------------------------------------------------------------------- 3. broadcasting
+
+CELL, ROWS, COLS = 18, 6, 8  # a 6 x 8 sketch stands for 32 x 27
+BLUES = ["#dbeafe", "#bfdbfe", "#93c5fd", "#60a5fa", "#3b82f6", "#1d4ed8"]
+REDS = ["#fee2e2", "#fecaca", "#fca5a5", "#f87171", "#ef4444"]
+GREYS = ["#f3f4f6", "#e5e7eb", "#d1d5db", "#9ca3af"]
+
+
+def grid(ax, x0, y0, cols, colour, name="", shape="", alpha=lambda r, c: 1.0):
+    """A ROWS x cols grid of cells with top-left corner (x0, y0); colour(r, c) fills each cell."""
+    for r in range(ROWS):
+        for c in range(cols):
+            ax.add_patch(Rectangle((x0 + c * CELL, y0 + r * CELL), CELL, CELL, fc=colour(r, c),
+                                   alpha=alpha(r, c), ec="white", lw=1.2, zorder=3))
+    mid = x0 + cols * CELL / 2
+    if name:
+        label(ax, mid, y0 - 14, name, size=11, color=INK, family=MONO, fontweight="bold")
+    if shape:
+        label(ax, mid, y0 + ROWS * CELL + 14, shape, size=10)
+
+
+def dims(ax, x0, y0, cols, color=MUTED, side=-1):
+    """Mark a sketched grid's real size: 27 columns along the top, 32 rows down one side (-1 left, 1 right)."""
+    w, h = cols * CELL, ROWS * CELL
+    xs = x0 - 8 if side < 0 else x0 + w + 8
+    for a, b, (tx, ty), text in (((x0, y0 - 8), (x0 + w, y0 - 8), (x0 + w / 2, y0 - 20), "27"),
+                                 ((xs, y0), (xs, y0 + h), (xs + 14 * side, y0 + h / 2), "32")):
+        ax.annotate("", a, b, arrowprops=dict(arrowstyle="<->", color=color, lw=1.2))
+        label(ax, tx, ty, text, size=10, color=color)
+
+
+def broadcast_sum(path: Path) -> None:
+    fig, ax = canvas(1000, 565, "Broadcasting copies in the forward pass, so the backward pass sums")
+    row_blue = lambda r, c: BLUES[r]  # noqa: E731  (one value per row, copied along the row)
+    # forward: counts_sum_inv (32, 1) is replicated to (32, 27), then multiplies counts elementwise
+    y = 110
+    label(ax, 20, 75, "forward", size=13, color=FWD, ha="left", fontweight="bold")
+    grid(ax, 90, y, 1, row_blue, "counts_sum_inv", "(32, 1)")
+    arrow(ax, (118, y + 54), (222, y + 54))
+    label(ax, 170, y + 36, "replicate", size=10, color=FWD)
+    label(ax, 170, y + 72, "along dim 1", size=10, color=FWD)
+    grid(ax, 260, y, COLS, row_blue, shape="(32, 27): 27 identical copies",
+         alpha=lambda r, c: 1.0 if c == 0 else 0.55)
+    dims(ax, 260, y, COLS)
+    label(ax, 450, y + 54, "*", size=22, color=INK)
+    grid(ax, 490, y, COLS, lambda r, c: GREYS[(3 * r + 5 * c) % 4], "counts", "(32, 27)")
+    label(ax, 680, y + 54, "=", size=22, color=INK)
+    grid(ax, 720, y, COLS, lambda r, c: BLUES[(r + c) % 3 + 1], "probs", "(32, 27)")
+    label(ax, 500, y + 152, "probs = counts * counts_sum_inv     # (32, 27) * (32, 1) -> (32, 27)",
+          size=11, color=FWD, family=MONO)
+    # backward: the gradient reaching the 27 copies flows back to the one column, so it is summed
+    y = 350
+    ax.plot([15, 985], [y - 60, y - 60], color="#e5e7eb", lw=1.5)
+    label(ax, 20, y - 35, "backward", size=13, color=GRAD, ha="left", fontweight="bold")
+    grid(ax, 90, y, 1, lambda r, c: REDS[(2 * r) % 3 + 2], "dcounts_sum_inv", "(32, 1)")
+    grid(ax, 260, y, COLS, lambda r, c: REDS[(3 * r + 2 * c) % 5], shape="gradient reaching each copy (32, 27)")
+    dims(ax, 260, y, COLS, side=1)
+    for r in range(ROWS):
+        arrow(ax, (255, y + (r + 0.5) * CELL), (112, y + (r + 0.5) * CELL), color=GRAD, lw=1.4, head=9)
+    label(ax, 183, y + ROWS * CELL + 36, ".sum(1, keepdim=True)", size=10, color=GRAD, family=MONO)
+    label(ax, 500, y + 32, "each row's 27 copies were 27 uses of one number,", size=12, color=INK, ha="left")
+    label(ax, 500, y + 56, "so the 27 gradients in a row add up into it:", size=12, color=INK, ha="left")
+    label(ax, 500, y + 80, "sum along dim 1, keepdim=True keeps (32, 1)", size=12, color=GRAD, ha="left")
+    label(ax, 500, 535, "rule: a dimension that was broadcast in the forward pass is summed in the backward pass",
+          size=12, color=INK, fontweight="bold")
+    save(fig, path)
+
+
+# ----------------------------------------------------------------------------- 4. batchnorm
+
+def batchnorm_graph(path: Path) -> None:
+    fig, ax = canvas(1000, 620, "Batchnorm: x reaches x\u0302 three ways, so dL/dx has three terms")
+    math = dict(w=110, h=48, size=15)
+    x = node(ax, 100, 290, r"$x$", "(n, 64)", **math)
+    mu = node(ax, 400, 130, r"$\mu$", "(1, 64)", **math)
+    var = node(ax, 400, 290, r"$\sigma^2$", "(1, 64)", **math)
+    xhat = node(ax, 680, 290, r"$\hat{x}$", "(n, 64)", **math)
+    y = node(ax, 900, 290, r"$y$", "(n, 64)", **math)
+    gamma = node(ax, 790, 150, r"$\gamma$", "(1, 64)", "param", **math)
+    beta = node(ax, 790, 430, r"$\beta$", "(1, 64)", "param", **math)
+    for a, b in ((x, mu), (x, var), (mu, var), (mu, xhat), (var, xhat), (xhat, y), (gamma, y), (beta, y)):
+        arrow(ax, a, b)
+    arrow(ax, x, xhat, rad=0.3)
+    label(ax, 250, 303, "x \u2212 \u03bc", size=10, color=FWD)
+    # backward: the three routes by which the gradient comes home to x, and the one that carries nothing
+    red = dict(color=GRAD, dashed=True, lw=2)
+    arrow(ax, xhat, x, rad=-0.42, **red)
+    arrow(ax, mu, x, rad=0.25, **red)
+    arrow(ax, var, x, rad=0.3, **red)
+    arrow(ax, var, mu, rad=0.6, color=GRAD, dashed=True, lw=1.4)
+    for (tx, ty), text in (((390, 432), "\u2460 through x\u0302 directly"), ((150, 150), "\u2461 through \u03bc"),
+                           ((275, 257), "\u2462 through \u03c3\u00b2")):
+        label(ax, tx, ty, text, size=12, color=GRAD, fontweight="bold", on_line=True)
+    label(ax, 447, 210, "0", size=13, color=GRAD, fontweight="bold", on_line=True)
+    label(ax, 500, 66, "black: forward pass      red dashed: the routes by which the gradient comes back to x",
+          size=11, color=INK)
+    formulas = [r"$\mu = \frac{1}{n}\sum_i x_i$", r"$\sigma^2 = \frac{1}{n-1}\sum_i (x_i-\mu)^2$",
+                r"$\hat{x} = \frac{x-\mu}{\sqrt{\sigma^2+\epsilon}}$", r"$y = \gamma\,\hat{x} + \beta$"]
+    for xf, f in zip((110, 350, 640, 860), formulas):
+        label(ax, xf, 520, f, size=14, color=INK)
+    label(ax, 500, 570, "$dL/dx$ = \u2460 + \u2461 + \u2462, and the route $\\mu \\to \\sigma^2$ adds nothing: "
+          r"$\partial\sigma^2/\partial\mu \propto \sum_i (x_i-\mu) = 0$", size=12, color=INK)
+    label(ax, 500, 602, "in the code: x = hprebn, \u03bc = bnmeani, \u03c3\u00b2 = bnvar, x\u0302 = bnraw, "
+          "y = hpreact", size=11, color=MUTED, family=MONO)
+    save(fig, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "figures", help="output folder (default: figures/)")
     args = ap.parse_args()
-    matplotlib.rcdefaults()  # ignore any user matplotlibrc so every machine draws the same thing
+    # Same pixels on every machine: ignore any user matplotlibrc, and use only the fonts that ship
+    # inside matplotlib (DejaVu), never a system copy that findfont might otherwise prefer.
+    matplotlib.rcdefaults()
+    bundled = str(Path(matplotlib.get_data_path()))
+    font_manager.fontManager.ttflist = [f for f in font_manager.fontManager.ttflist if f.fname.startswith(bundled)]
     args.out.mkdir(parents=True, exist_ok=True)
     forward_graph(args.out / "forward_graph.png")
+    fanout_counts(args.out / "fanout_counts.png")
+    broadcast_sum(args.out / "broadcast_sum.png")
+    batchnorm_graph(args.out / "batchnorm_graph.png")
 
 
 if __name__ == "__main__":
