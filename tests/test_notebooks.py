@@ -123,3 +123,19 @@ def test_solutions_pass_with_other_sizes(name, tmp_path):
     boards = re.findall(r"^(\d+)/(\d+) correct", text, re.M)
     assert boards and all(r == t for r, t in boards), boards
     assert "(17," in text or "17" in text
+
+
+def test_figures_are_embedded_and_current():
+    """Every figure a notebook shows travels inside it (Colab has no figures/), identical to figures/."""
+    import base64
+
+    shown = set()
+    for path in [*bn.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"), *bn.LEARNER.glob("[0-9][0-9]_*.ipynb")]:
+        for c in read(path).cells:
+            for name in re.findall(r"\(attachment:([\w.-]+\.png)\)", c.source if c.cell_type == "markdown" else ""):
+                data = c.get("attachments", {}).get(name, {}).get("image/png")
+                assert data, f"{path.name}: {name} is not embedded; run tools/build_notebooks.py"
+                assert base64.b64decode(data) == (bn.ROOT / "figures" / name).read_bytes(), (
+                    f"{path.name}: embedded {name} is stale; run tools/build_notebooks.py")
+                shown.add(name)
+    assert shown == {p.name for p in (bn.ROOT / "figures").glob("*.png")}, shown

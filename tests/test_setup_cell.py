@@ -44,6 +44,9 @@ def run_alone(notebook, tmp_path, base_url):
     work.mkdir()
     shutil.copy(notebook, work)
     nb = nbformat.read(work / notebook.name, as_version=4)
+    for c in nb.cells:  # forget the stored run, so what ran here is what has an execution count
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
     try:
         bn.execute(nb, work, extra_env={"BACKPROP_NINJA_BASE_URL": base_url})
         return nb, None, work
