@@ -139,3 +139,14 @@ def test_figures_are_embedded_and_current():
                     f"{path.name}: embedded {name} is stale; run tools/build_notebooks.py")
                 shown.add(name)
     assert shown == {p.name for p in (bn.ROOT / "figures").glob("*.png")}, shown
+
+
+def test_no_size_is_hard_coded(pair):
+    """After the `sizes` cell no code cell writes a size as a number: n, n_hidden, vocab_size, n - 1 instead."""
+    name, sol, _ = pair
+    at = next(i for i, c in enumerate(sol.cells) if "sizes" in c.metadata.get("tags", []))
+    for c in sol.cells[at + 1:]:
+        if c.cell_type == "code":
+            code = re.sub(r"#.*", "", c.source)  # comments may name the lecture's numbers
+            found = re.findall(r"(?<![\w.])(?:32|64|27|31)(?![\w.])", code)
+            assert not found, f"{name}: literal size {found} in:\n{c.source[:300]}"
