@@ -2,7 +2,6 @@
 
     python tools/build_notebooks.py            # every notebook
     python tools/build_notebooks.py 01 03      # only these
-    python tools/build_notebooks.py --no-run   # regenerate sources without executing
 
 For each notebooks/solutions/NN_*.ipynb it
   1. writes checksums.sha256 (utils.py, names.txt) and fills the set-up cell (first code cell, tag `setup`)
@@ -206,7 +205,7 @@ def write(nb, path: Path) -> None:
     path.write_text(nbformat.writes(nb) + "\n")
 
 
-def build(selected: list[str], run: bool = True) -> None:
+def build(selected: list[str]) -> None:
     write_checksums()
     paths = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
     paths = [p for p in paths if not selected or any(p.name.startswith(s) for s in selected)]
@@ -215,12 +214,11 @@ def build(selected: list[str], run: bool = True) -> None:
         sol = prepare_solution(nbformat.read(sol_path, as_version=4), name)
         learner = make_learner(sol, name)
         for nb, path in ((sol, sol_path), (learner, LEARNER / name)):
-            if run:
-                print(f"running {path.relative_to(ROOT)}", flush=True)
-                for c in nb.cells:
-                    if c.cell_type == "code":
-                        c.outputs, c.execution_count = [], None
-                execute(nb, path.parent)
+            print(f"running {path.relative_to(ROOT)}", flush=True)
+            for c in nb.cells:
+                if c.cell_type == "code":
+                    c.outputs, c.execution_count = [], None
+            execute(nb, path.parent)
             write(nb, path)
     update_readme_badges()
 
@@ -242,5 +240,4 @@ def update_readme_badges() -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    build([a for a in args if not a.startswith("--")], run="--no-run" not in args)
+    build(sys.argv[1:])
