@@ -3,6 +3,7 @@
 nbval (in the same test command) re-runs all 8 notebooks and compares their outputs with the stored ones;
 these tests pin down what those stored outputs must say.
 """
+import base64
 import hashlib
 import json
 import re
@@ -33,6 +34,16 @@ def text_outputs(nb) -> str:
 
 def sources(nb) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def all_notebooks() -> list:
+    """The 8 notebooks: solutions and learner versions."""
+    return [*bn.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"), *bn.LEARNER.glob("[0-9][0-9]_*.ipynb")]
+
+
+def sizes_cell(nb) -> int:
+    """Index of the one cell that sets every size."""
+    return next(i for i, c in enumerate(nb.cells) if "sizes" in c.metadata.get("tags", []))
 
 
 @pytest.fixture(scope="module", params=NAMES)
@@ -105,7 +116,7 @@ def test_checksums_are_current():
     assert bn.read_checksums() == actual, "run tools/build_notebooks.py to update checksums.sha256 and the set-up cells"
     assert utils.NAMES_SHA256 == actual["names.txt"]
     setup = bn.setup_cell_source()
-    for path in [*bn.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"), *bn.LEARNER.glob("[0-9][0-9]_*.ipynb")]:
+    for path in all_notebooks():
         nb = read(path)
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert first_code.source == setup, f"{path.name}: stale set-up cell; run tools/build_notebooks.py"
@@ -116,21 +127,18 @@ def test_checksums_are_current():
 def test_solutions_pass_with_other_sizes(name, tmp_path):
     """No hard-coded size: with another batch size and hidden size every check still passes."""
     nb = read(bn.SOLUTIONS / f"{name}.ipynb")
-    at = next(i for i, c in enumerate(nb.cells) if "sizes" in c.metadata.get("tags", []))
-    nb.cells.insert(at + 1, nbformat.v4.new_code_cell("batch_size = 17\nn_hidden = 40"))
+    nb.cells.insert(sizes_cell(nb) + 1, nbformat.v4.new_code_cell("batch_size = 17\nn_hidden = 40"))
     bn.execute(nb, bn.SOLUTIONS)
     text = text_outputs(nb)
     boards = re.findall(r"^(\d+)/(\d+) correct", text, re.M)
     assert boards and all(r == t for r, t in boards), boards
-    assert "(17," in text or "17" in text
+    assert "(17, 3)" in text, "the other batch size did not take effect"
 
 
 def test_figures_are_embedded_and_current():
     """Every figure a notebook shows travels inside it (Colab has no figures/), identical to figures/."""
-    import base64
-
     shown = set()
-    for path in [*bn.SOLUTIONS.glob("[0-9][0-9]_*.ipynb"), *bn.LEARNER.glob("[0-9][0-9]_*.ipynb")]:
+    for path in all_notebooks():
         for c in read(path).cells:
             for name in re.findall(r"\(attachment:([\w.-]+\.png)\)", c.source if c.cell_type == "markdown" else ""):
                 data = c.get("attachments", {}).get(name, {}).get("image/png")
@@ -144,8 +152,7 @@ def test_figures_are_embedded_and_current():
 def test_no_size_is_hard_coded(pair):
     """After the `sizes` cell no code cell writes a size as a number: n, n_hidden, vocab_size, n - 1 instead."""
     name, sol, _ = pair
-    at = next(i for i, c in enumerate(sol.cells) if "sizes" in c.metadata.get("tags", []))
-    for c in sol.cells[at + 1:]:
+    for c in sol.cells[sizes_cell(sol) + 1:]:
         if c.cell_type == "code":
             code = re.sub(r"#.*", "", c.source)  # comments may name the lecture's numbers
             found = re.findall(r"(?<![\w.])(?:32|64|27|31)(?![\w.])", code)
