@@ -1,37 +1,45 @@
-"""Build the course's notebooks from the solutions, the single source.
+"""Generate the course's 8 notebooks from the hand-edited sources in course/, then run them.
 
-    python tools/build_notebooks.py            # every notebook
+    python tools/build_notebooks.py            # every notebook (make notebooks)
     python tools/build_notebooks.py 01 03      # only these
+    python tools/build_notebooks.py --check    # are the stored notebooks what the sources generate? (no run)
 
-For each notebooks/solutions/NN_*.ipynb it
-  1. writes checksums.sha256 (utils.py, names.txt) and fills the set-up cell (first code cell, tag `setup`)
-     from tools/setup_cell.py and the badge cell (first cell, tag `badge`) from REPO;
-  2. generates the learner version notebooks/NN_*.ipynb (see `to_learner`);
-  3. executes both top to bottom with nbclient so their stored outputs are what a real run prints.
+The sources are jupytext percent-format files, course/NN_name.py (`# %%` code cells, `# %% [markdown]` prose).
+From each the build makes notebooks/solutions/NN_name.ipynb and notebooks/NN_name.ipynb, executes both top to
+bottom with nbclient and stores their real outputs. What it adds on the way:
+  * a link cell on top (Colab badge, the other version), and the set-up cell (tag `setup`) from
+    tools/setup_cell.py with the checksums of utils.py and names.txt (written to checksums.sha256);
+  * `# include: lecture.forward` lines in code cells become that definition from course/lecture.py (or any
+    module in course/), so code shared by several notebooks, tests and tools is written once;
+  * figures: `![caption](attachment:NAME.png)` in a markdown cell embeds figures/NAME.png;
+  * nbgrader cell metadata (answer, graded check, locked) in both versions, the same grade_id in each.
 
-Solution markers, in code cells:
-    # BEGIN SOLUTION          lines between the markers are the answer: removed from the learner version
-    ...
-    #@ dW2 = ...  # TODO      lines starting with `#@` inside a region become the learner's placeholder;
-    # END SOLUTION            a region without them gets `name = ...  # TODO` for each name it assigns.
-Cells tagged `solution` (hint answers, discussion of the answer) are dropped from the learner version.
-Figures: a markdown cell with `![caption](attachment:NAME.png)` gets figures/NAME.png embedded.
+Markers, in code cells (one parser, `regions`, reads them all):
+    # BEGIN SOLUTION          the answer: kept in the solution, replaced in the exercise version by the
+    #@ dW2 = ...  # TODO      region's `#@ ` lines, or by `name = ...  # TODO` for each name it assigns
+    # END SOLUTION
+    ### BEGIN HIDDEN TESTS    teacher-only tests: in the grading source only (tools/grade.py)
+    ### END HIDDEN TESTS
+Cell tags: `solution` (dropped from the exercise version), `derivation` (markdown folded in a closed
+<details> block in the exercise version, open in the solution), `check` (a graded test cell), `setup`, `sizes`.
 """
 from __future__ import annotations
 
 import ast
 import base64
+import copy
 import hashlib
-import json
 import os
 import re
 import sys
 import textwrap
 from pathlib import Path
 
+import jupytext
 import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ROOT / "course"
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 LEARNER = ROOT / "notebooks"
 CHECKSUMS = ROOT / "checksums.sha256"
@@ -42,10 +50,19 @@ REPO = "backprop-ninja/backprop-ninja"
 BRANCH = "main"
 BASE_URL = f"https://raw.githubusercontent.com/{REPO}/{BRANCH}"
 
-BEGIN, END, PLACEHOLDER = "# BEGIN SOLUTION", "# END SOLUTION", "#@"
+BEGIN, END, PLACEHOLDER = "# BEGIN SOLUTION", "# END SOLUTION", "#@ "
+BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+INCLUDE = re.compile(r"^# include: (.+)$")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+FOLD = ("<details><summary><b>Derivation</b>: open it after you have tried it on paper</summary>\n\n",
+        "\n\n</details>")
 
 
-# ---------------------------------------------------------------------------------------------- sources
+def names() -> list[str]:
+    return sorted(p.stem for p in SOURCES.glob("[0-9][0-9]_*.py"))
+
+
+# ---------------------------------------------------------------------------------------------- generated cells
 
 def sha256_of_files() -> dict[str, str]:
     return {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest() for f in VERIFIED_FILES}
@@ -61,9 +78,11 @@ def write_checksums() -> None:
 
 
 def setup_cell_source() -> str:
+    """tools/setup_cell.py (valid Python) with the real download URL and checksums put in."""
+    text = (ROOT / "tools" / "setup_cell.py").read_text().rstrip("\n")
+    text = re.sub(r'(BACKPROP_NINJA_BASE_URL", )"[^"]*"', lambda m: f'{m[1]}"{BASE_URL}"', text)
     sha = "{" + ", ".join(f'"{f}": "{d}"' for f, d in read_checksums().items()) + "}"
-    text = (ROOT / "tools" / "setup_cell.py").read_text()
-    return text.format(base_url=BASE_URL, sha256=sha).rstrip("\n")
+    return re.sub(r"^SHA256 = \{.*\}$", lambda m: f"SHA256 = {sha}", text, flags=re.M)
 
 
 def colab_url(path: str) -> str:
@@ -74,74 +93,16 @@ def badge(path: str, label: str = "Open In Colab") -> str:
     return f"[![{label}](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(path)})"
 
 
-def badge_cell_source(name: str, solution: bool) -> str:
-    learner, sol = f"notebooks/{name}", f"notebooks/solutions/{name}"
+def link_cell_source(name: str, solution: bool) -> str:
+    file = f"{name}.ipynb"
+    learner, sol = f"notebooks/{file}", f"notebooks/solutions/{file}"
     if solution:
-        return (f"{badge(sol)} &nbsp; **Solution version.** "
-                f"The exercise version, to fill in yourself: [{name}]({colab_url(learner)}).")
+        return (f"{badge(sol)} &nbsp; **Solution version.** The exercise version, to fill in yourself: "
+                f"[{file}](../{file}) beside this folder, or [in Colab]({colab_url(learner)}).")
     return (f"{badge(learner)} &nbsp; **Exercise version:** fill in every cell marked `TODO`; "
             f"each check below it tells you at once whether your gradient is right. "
-            f"Stuck? Open the hints, then the [solution]({colab_url(sol)}).")
-
-
-# ---------------------------------------------------------------------------------------------- learner version
-
-def _placeholder(region: list[str], indent: str) -> list[str]:
-    explicit = [l.strip()[len(PLACEHOLDER):].removeprefix(" ") for l in region if l.strip().startswith(PLACEHOLDER)]
-    if explicit:
-        return [indent + l for l in explicit]
-    code = textwrap.dedent("\n".join(l for l in region if not l.strip().startswith(PLACEHOLDER)))
-    names: list[str] = []
-    for node in ast.parse(code).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        for t in targets:
-            if isinstance(t, ast.Name) and t.id not in names:
-                names.append(t.id)
-    if not names:
-        raise ValueError(f"solution region assigns no name; give it a `{PLACEHOLDER}` placeholder:\n{code}")
-    return [f"{indent}{n} = ...  # TODO" for n in names]
-
-
-def to_learner(source: str) -> str:
-    """Replace every solution region of a code cell by its placeholder."""
-    out: list[str] = []
-    region: list[str] | None = None
-    indent = ""
-    for line in source.splitlines():
-        s = line.strip()
-        if s == BEGIN:
-            if region is not None:
-                raise ValueError("nested # BEGIN SOLUTION")
-            region, indent = [], line[: len(line) - len(line.lstrip())]
-        elif s == END:
-            if region is None:
-                raise ValueError("# END SOLUTION without # BEGIN SOLUTION")
-            out += _placeholder(region, indent)
-            region = None
-        elif region is not None:
-            region.append(line)
-        elif s.startswith(PLACEHOLDER):
-            raise ValueError(f"`{PLACEHOLDER}` line outside a solution region: {line!r}")
-        else:
-            out.append(line)
-    if region is not None:
-        raise ValueError("# BEGIN SOLUTION without # END SOLUTION")
-    return "\n".join(out)
-
-
-def solution_regions(source: str) -> list[str]:
-    """The answer lines of every region in a cell (placeholders excluded), for the leak test."""
-    regions, region = [], None
-    for line in source.splitlines():
-        s = line.strip()
-        if s == BEGIN:
-            region = []
-        elif s == END:
-            regions.append("\n".join(region))
-            region = None
-        elif region is not None and not s.startswith(PLACEHOLDER):
-            region.append(line)
-    return regions
+            f"Stuck? Open the hints, then the solution: [solutions/{file}](solutions/{file}) "
+            f"(working locally) or [in Colab]({colab_url(sol)}).")
 
 
 def embed_figures(cell) -> None:
@@ -149,41 +110,192 @@ def embed_figures(cell) -> None:
 
     Attachments travel inside the notebook, so the figure shows in Colab too, where figures/ is absent.
     """
-    names = re.findall(r"\(attachment:([\w.-]+\.png)\)", cell.source)
-    found = {n: ROOT / "figures" / n for n in names if (ROOT / "figures" / n).is_file()}
+    found = {n: ROOT / "figures" / n for n in re.findall(r"\(attachment:([\w.-]+\.png)\)", cell.source)}
     if found:
         cell["attachments"] = {n: {"image/png": base64.b64encode(p.read_bytes()).decode()} for n, p in found.items()}
 
 
-def _first_code_cell(nb):
-    return next(c for c in nb.cells if c.cell_type == "code")
+# ---------------------------------------------------------------------------------------------- includes
+
+def definition(module: str, name: str) -> str:
+    """The source of one top-level definition (function, class or assignment) in course/<module>.py."""
+    path = SOURCES / f"{module}.py"
+    text = path.read_text()
+    for node in ast.parse(text).body:
+        defined = [node.name] if hasattr(node, "name") else [
+            t.id for t in getattr(node, "targets", [getattr(node, "target", None)]) if isinstance(t, ast.Name)]
+        if name in defined:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            return "\n".join(text.splitlines()[first - 1: node.end_lineno])
+    raise ValueError(f"# include: {module}.{name}: no top-level {name} in {path.relative_to(ROOT)}")
 
 
-def prepare_solution(nb, name: str):
-    """Fill the generated cells (badge, set-up) of a solution notebook, in place."""
-    first = nb.cells[0]
-    if "badge" not in first.metadata.get("tags", []):
-        first = nbformat.v4.new_markdown_cell(metadata={"tags": ["badge"]})
-        nb.cells.insert(0, first)
-    first.source = badge_cell_source(name, solution=True)
+def expand_includes(source: str) -> str:
+    out = []
+    for line in source.splitlines():
+        m = INCLUDE.match(line.strip())
+        if m:
+            refs = [r.strip().split(".") for r in m[1].split(",")]
+            out.append("\n\n\n".join(definition(mod, name) for mod, name in refs))
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- markers
+
+def regions(source: str) -> list[tuple[str, list[str]]]:
+    """Split a code cell into ("code" | "solution" | "hidden", lines) segments; markers are not in the lines."""
+    out: list[tuple[str, list[str]]] = []
+    kind = "code"
+    opening = {BEGIN: "solution", BEGIN_HIDDEN: "hidden"}
+    closing = {END: "solution", END_HIDDEN: "hidden"}
+    for line in source.splitlines():
+        s = line.strip()
+        if s in opening:
+            if kind != "code":
+                raise ValueError(f"{s} inside a {kind} region")
+            kind = opening[s]
+            out.append((kind, [line[: len(line) - len(line.lstrip())]]))  # first line: the indent
+        elif s in closing:
+            if kind != closing[s]:
+                raise ValueError(f"{s} without its BEGIN")
+            kind = "code"
+        else:
+            if kind == "code" and s.startswith(PLACEHOLDER):
+                raise ValueError(f"`{PLACEHOLDER}` line outside a solution region: {line!r}")
+            if kind == "code" and (not out or out[-1][0] != "code"):
+                out.append(("code", []))
+            out[-1][1].append(line)
+    if kind != "code":
+        raise ValueError(f"a {kind} region without its END")
+    return out
+
+
+def _placeholder(region: list[str], indent: str) -> list[str]:
+    explicit = [l.strip()[len(PLACEHOLDER):] for l in region if l.strip().startswith(PLACEHOLDER)]
+    if explicit:
+        return [indent + l for l in explicit]
+    code = textwrap.dedent("\n".join(region))
+    assigned: list[str] = []
+    for node in ast.parse(code).body:
+        for t in node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]:
+            if isinstance(t, ast.Name) and t.id not in assigned:
+                assigned.append(t.id)
+    if not assigned:
+        raise ValueError(f"solution region assigns no name; give it a `{PLACEHOLDER}` placeholder:\n{code}")
+    return [f"{indent}{n} = ...  # TODO" for n in assigned]
+
+
+def render(source: str, version: str) -> str:
+    """A code cell as the `solution`, `learner` or `grading` version shows it."""
+    out: list[str] = []
+    for kind, lines in regions(source):
+        if kind == "code":
+            out += lines
+        elif kind == "solution" and version == "learner":
+            out += _placeholder(lines[1:], lines[0])
+        elif kind == "solution":
+            out += [lines[0] + BEGIN, *(l for l in lines[1:]), lines[0] + END]
+        elif kind == "hidden" and version == "grading":
+            out += [lines[0] + BEGIN_HIDDEN, *lines[1:], lines[0] + END_HIDDEN]
+    return "\n".join(out)
+
+
+def solution_regions(source: str) -> list[str]:
+    """The answer lines of every solution region of a cell (placeholders excluded), for the leak test."""
+    return ["\n".join(l for l in lines[1:] if not l.strip().startswith(PLACEHOLDER))
+            for kind, lines in regions(source) if kind == "solution"]
+
+
+def has_solution(source: str) -> bool:
+    return any(kind == "solution" for kind, _ in regions(source))
+
+
+# ---------------------------------------------------------------------------------------------- nbgrader
+
+def _slug(source: str) -> str:
+    """A readable id from what a cell defines or checks: its first def/class, cmp name or assigned name."""
+    m = (re.search(r"^\s*(?:def|class) (\w+)", source, re.M) or re.search(r"utils\.\w+\(\s*\"([^\"]+)\"", source)
+         or re.search(r"^(\w+)\s*=", source, re.M))
+    return re.sub(r"\W+", "_", m[1]) if m else "cell"
+
+
+def add_nbgrader_metadata(nb) -> None:
+    """Answer cells (a solution region), graded checks (tag `check`) and locked code cells, for nbgrader.
+
+    A check's points are the number of gradients it checks (its utils.cmp / utils.gradcheck calls).
+    grade_ids come from the source, so the exercise version and the grading source agree on them.
+    """
+    seen: dict[str, int] = {}
     for c in nb.cells:
-        if c.cell_type == "markdown":
-            embed_figures(c)
-    setup = _first_code_cell(nb)
-    setup.source = setup_cell_source()
-    setup.metadata["tags"] = sorted(set(setup.metadata.get("tags", [])) | {"setup"})
-    return nb
+        if c.cell_type != "code":
+            continue
+        tags = c.metadata.get("tags", [])
+        if "check" in tags:
+            kind, meta = "check", dict(grade=True, solution=False, locked=True,
+                                       points=max(1, len(re.findall(r"utils\.(?:cmp|gradcheck)\(", c.source))))
+        elif has_solution(c.source):
+            kind, meta = "answer", dict(grade=False, solution=True, locked=False)
+        else:
+            kind, meta = "locked", dict(grade=False, solution=False, locked=True)
+        grade_id = f"{kind}_{_slug(c.source)}"
+        seen[grade_id] = seen.get(grade_id, 0) + 1
+        if seen[grade_id] > 1:
+            grade_id += f"_{seen[grade_id]}"
+        c.metadata["nbgrader"] = dict(schema_version=3, grade_id=grade_id, **meta)
 
 
-def make_learner(sol, name: str):
-    nb = nbformat.from_dict(json.loads(json.dumps(sol)))  # deep copy
-    nb.cells = [c for c in nb.cells if "solution" not in c.metadata.get("tags", [])]
+# ---------------------------------------------------------------------------------------------- versions
+
+def read_source(name: str):
+    """The source as a notebook: includes expanded, generated cells filled, figures embedded."""
+    nb = jupytext.read(SOURCES / f"{name}.py", fmt="py:percent")
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     for c in nb.cells:
         if c.cell_type == "code":
-            c.source = to_learner(c.source)
-            c.outputs, c.execution_count = [], None
-    nb.cells[0].source = badge_cell_source(name, solution=False)
+            c.source = expand_includes(c.source)
+            if "setup" in c.metadata.get("tags", []):
+                c.source = setup_cell_source()
+                c.metadata.update({"jupyter": {"source_hidden": True}, "cellView": "form"})
+        elif c.cell_type == "markdown":
+            embed_figures(c)
     return nb
+
+
+def version(src, name: str, which: str):
+    """The `solution`, `learner` or `grading` notebook made from a source read by read_source."""
+    nb = copy.deepcopy(src)
+    if which == "learner":
+        nb.cells = [c for c in nb.cells if "solution" not in c.metadata.get("tags", [])]
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.source = render(c.source, which)
+        elif which == "learner" and "derivation" in c.metadata.get("tags", []):
+            c.source = FOLD[0] + c.source + FOLD[1]
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(link_cell_source(name, which != "learner"),
+                                                     metadata={"tags": ["badge"]}))
+    if which != "solution":
+        add_nbgrader_metadata(nb)
+    for i, c in enumerate(nb.cells):  # stable ids: a rebuild changes no id
+        c["id"] = f"c{i:03d}"
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    return nb
+
+
+def versions(name: str) -> dict:
+    src = read_source(name)
+    return {which: version(src, name, which) for which in ("solution", "learner")}
+
+
+def grading_source(name: str):
+    """The teacher's notebook for nbgrader: solutions and hidden tests in, nbgrader metadata on every code cell."""
+    return version(read_source(name), name, "grading")
+
+
+def paths(name: str) -> dict[str, Path]:
+    return {"solution": SOLUTIONS / f"{name}.ipynb", "learner": LEARNER / f"{name}.ipynb"}
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -205,19 +317,26 @@ def write(nb, path: Path) -> None:
     path.write_text(nbformat.writes(nb) + "\n")
 
 
+def comparable(nb) -> list:
+    """What the sources decide about a notebook: each cell's type, source, metadata and attachments."""
+    return [(c.cell_type, c.source, {k: v for k, v in c.metadata.items() if k != "execution"},
+             c.get("attachments")) for c in nb.cells]
+
+
+def out_of_sync(name: str) -> list[str]:
+    """The stored notebooks of `name` that differ from what its source generates now."""
+    return [str(path.relative_to(ROOT)) for which, path in paths(name).items()
+            if not path.exists() or comparable(nbformat.read(path, as_version=4)) != comparable(versions(name)[which])]
+
+
 def build(selected: list[str]) -> None:
     write_checksums()
-    paths = sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
-    paths = [p for p in paths if not selected or any(p.name.startswith(s) for s in selected)]
-    for sol_path in paths:
-        name = sol_path.name
-        sol = prepare_solution(nbformat.read(sol_path, as_version=4), name)
-        learner = make_learner(sol, name)
-        for nb, path in ((sol, sol_path), (learner, LEARNER / name)):
+    for name in names():
+        if selected and not any(name.startswith(s) for s in selected):
+            continue
+        for which, nb in versions(name).items():
+            path = paths(name)[which]
             print(f"running {path.relative_to(ROOT)}", flush=True)
-            for c in nb.cells:
-                if c.cell_type == "code":
-                    c.outputs, c.execution_count = [], None
             execute(nb, path.parent)
             write(nb, path)
     update_readme_badges()
@@ -225,19 +344,21 @@ def build(selected: list[str]) -> None:
 
 def update_readme_badges() -> None:
     readme = ROOT / "README.md"
-    if not readme.exists():
-        return
     text = readme.read_text()
     start, end = "<!-- badges:start -->", "<!-- badges:end -->"
     if start not in text:
         return
     rows = ["| notebook | exercise | solution |", "|---|---|---|"]
-    for p in sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):
-        rows.append(f"| `{p.stem}` | {badge(f'notebooks/{p.name}')} | {badge(f'notebooks/solutions/{p.name}')} |")
+    for name in names():
+        rows.append(f"| `{name}` | {badge(f'notebooks/{name}.ipynb')} | {badge(f'notebooks/solutions/{name}.ipynb')} |")
     head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    readme.write_text(head + start + "\n" + "\n".join(rows) + "\n" + end + tail)
+    readme.write_text(head + start + "\n" + "\n".join(rows) + "\n" + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":
-    build(sys.argv[1:])
+    args = sys.argv[1:]
+    if args[:1] == ["--check"]:
+        stale = [p for name in names() for p in out_of_sync(name)]
+        print("\n".join(f"out of sync with course/: {p}" for p in stale) or "all notebooks in sync with course/")
+        sys.exit(1 if stale else 0)
+    build(args)
