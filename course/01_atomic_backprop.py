@@ -416,17 +416,11 @@ def step(backward_fn, *args):
 
 
 # %%
-def backward_logprobs(logprobs, Yb):
-    """loss = -logprobs[range(n), Yb].mean()  ->  dlogprobs, (n, vocab_size)"""
-    # BEGIN SOLUTION
-    dlogprobs = torch.zeros_like(logprobs)   # (n, vocab_size): entries that do not reach the loss get 0
-    dlogprobs[range(n), Yb] = -1.0 / n       # each picked entry weighs -1/n in the mean
-    # END SOLUTION
-    return dlogprobs
+# include: lecture.backward_logprobs
 
+# %% tags=["check"]
 dlogprobs = step(backward_logprobs, fw.logprobs, Yb)
 utils.cmp("logprobs", dlogprobs, fw.logprobs, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -465,16 +459,11 @@ check_local("d(log x)/dx = 1/x", torch.log, lambda x: 1 / x)
 
 
 # %%
-def backward_probs(dlogprobs, probs):
-    """logprobs = probs.log()  ->  dprobs, (n, vocab_size)"""
-    # BEGIN SOLUTION
-    dprobs = dlogprobs / probs   # (n, vocab_size): local derivative 1/probs times upstream
-    # END SOLUTION
-    return dprobs
+# include: lecture.backward_probs
 
+# %% tags=["check"]
 dprobs = step(backward_probs, dlogprobs, fw.probs)
 utils.cmp("probs", dprobs, fw.probs, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -517,16 +506,11 @@ utils.cmp("probs", dprobs, fw.probs, n=n)
 
 
 # %%
-def backward_counts_sum_inv(dprobs, counts):
-    """probs = counts * counts_sum_inv  ->  dcounts_sum_inv, (n, 1)"""
-    # BEGIN SOLUTION
-    dcounts_sum_inv = (counts * dprobs).sum(1, keepdim=True)   # (n, 1): sum over the broadcast copies
-    # END SOLUTION
-    return dcounts_sum_inv
+# include: lecture.backward_counts_sum_inv
 
+# %% tags=["check"]
 dcounts_sum_inv = step(backward_counts_sum_inv, dprobs, fw.counts)
 utils.cmp("counts_sum_inv", dcounts_sum_inv, fw.counts_sum_inv, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -575,20 +559,12 @@ check_local("d(x^-1)/dx = -x^-2", lambda x: x**-1, lambda x: -x**-2)
 
 
 # %%
-def backward_counts(dcounts_sum_inv, dprobs, counts, counts_sum, counts_sum_inv):
-    """counts_sum_inv = counts_sum**-1; counts_sum = counts.sum(1, keepdim=True); probs = counts * counts_sum_inv
-    ->  dcounts_sum, (n, 1); dcounts, (n, vocab_size)"""
-    # BEGIN SOLUTION
-    dcounts_sum = -counts_sum**-2 * dcounts_sum_inv   # (n, 1)
-    dcounts = counts_sum_inv * dprobs                 # (n, vocab_size): the path through probs
-    dcounts += dcounts_sum                            # plus the path through counts_sum, broadcast along each row
-    # END SOLUTION
-    return dcounts_sum, dcounts
+# include: lecture.backward_counts
 
+# %% tags=["check"]
 dcounts_sum, dcounts = step(backward_counts, dcounts_sum_inv, dprobs, fw.counts, fw.counts_sum, fw.counts_sum_inv)
 utils.cmp("counts_sum", dcounts_sum, fw.counts_sum, n=n)
 utils.cmp("counts", dcounts, fw.counts, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -643,23 +619,13 @@ check_local("d(exp x)/dx = exp x", torch.exp, torch.exp)
 
 
 # %%
-def backward_logits(dcounts, counts, norm_logits, logits):
-    """counts = norm_logits.exp(); norm_logits = logits - logit_maxes; logit_maxes = logits.max(1, keepdim=True).values
-    ->  dnorm_logits, (n, vocab_size); dlogit_maxes, (n, 1); dlogits, (n, vocab_size)"""
-    # BEGIN SOLUTION
-    dnorm_logits = counts * dcounts                        # (n, vocab_size): exp's derivative is its output
-    dlogit_maxes = -dnorm_logits.sum(1, keepdim=True)      # (n, 1): minus sign, then sum over the broadcast
-    one_hot = F.one_hot(logits.max(1).indices, num_classes=vocab_size)   # (n, vocab_size): 1 where the max was
-    dlogits = dnorm_logits.clone()                         # (n, vocab_size): the direct path (a copy, see below)
-    dlogits += one_hot * dlogit_maxes                      # plus the path through the max
-    # END SOLUTION
-    return dnorm_logits, dlogit_maxes, dlogits
+# include: lecture.backward_logits
 
+# %% tags=["check"]
 dnorm_logits, dlogit_maxes, dlogits = step(backward_logits, dcounts, fw.counts, fw.norm_logits, fw.logits)
 utils.cmp("norm_logits", dnorm_logits, fw.norm_logits, n=n)
 utils.cmp("logit_maxes", dlogit_maxes, fw.logit_maxes, n=n)
 utils.cmp("logits", dlogits, fw.logits, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -739,20 +705,13 @@ print("dA = dD B^T:", torch.allclose(A.grad, dD @ B.T),
 
 
 # %%
-def backward_layer2(dlogits, h, W2):
-    """logits = h @ W2 + b2  ->  dh, (n, n_hidden); dW2, (n_hidden, vocab_size); db2, (vocab_size,)"""
-    # BEGIN SOLUTION
-    dh = dlogits @ W2.T         # (n, vocab_size) @ (vocab_size, n_hidden) -> (n, n_hidden)
-    dW2 = h.T @ dlogits         # (n_hidden, n) @ (n, vocab_size) -> (n_hidden, vocab_size)
-    db2 = dlogits.sum(0)        # (vocab_size,): b2 was broadcast down the n rows
-    # END SOLUTION
-    return dh, dW2, db2
+# include: lecture.backward_layer2
 
+# %% tags=["check"]
 dh, dW2, db2 = step(backward_layer2, dlogits, fw.h, W2)
 utils.cmp("h", dh, fw.h, n=n)
 utils.cmp("W2", dW2, W2, n=n)
 utils.cmp("b2", db2, b2, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -787,16 +746,11 @@ check_local("d(tanh x)/dx = 1 - tanh(x)^2", torch.tanh, lambda x: 1 - torch.tanh
 
 
 # %%
-def backward_tanh(dh, h):
-    """h = torch.tanh(hpreact)  ->  dhpreact, (n, n_hidden)"""
-    # BEGIN SOLUTION
-    dhpreact = (1.0 - h**2) * dh   # (n, n_hidden): local derivative from the output h
-    # END SOLUTION
-    return dhpreact
+# include: lecture.backward_tanh
 
+# %% tags=["check"]
 dhpreact = step(backward_tanh, dh, fw.h)
 utils.cmp("hpreact", dhpreact, fw.hpreact, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -826,20 +780,13 @@ utils.cmp("hpreact", dhpreact, fw.hpreact, n=n)
 
 
 # %%
-def backward_bn_affine(dhpreact, bngain, bnraw):
-    """hpreact = bngain * bnraw + bnbias  ->  dbngain, (1, n_hidden); dbnbias, (1, n_hidden); dbnraw, (n, n_hidden)"""
-    # BEGIN SOLUTION
-    dbngain = (bnraw * dhpreact).sum(0, keepdim=True)   # (1, n_hidden): bngain was broadcast down the rows
-    dbnbias = dhpreact.sum(0, keepdim=True)             # (1, n_hidden): likewise
-    dbnraw = bngain * dhpreact                          # (n, n_hidden)
-    # END SOLUTION
-    return dbngain, dbnbias, dbnraw
+# include: lecture.backward_bn_affine
 
+# %% tags=["check"]
 dbngain, dbnbias, dbnraw = step(backward_bn_affine, dhpreact, bngain, fw.bnraw)
 utils.cmp("bngain", dbngain, bngain, n=n)
 utils.cmp("bnbias", dbnbias, bnbias, n=n)
 utils.cmp("bnraw", dbnraw, fw.bnraw, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -890,24 +837,14 @@ check_local("d((x+1e-5)^-0.5)/dx = -0.5(x+1e-5)^-1.5", lambda x: (x + 1e-5) ** -
 
 
 # %%
-def backward_bn_var(dbnraw, bndiff, bndiff2, bnvar, bnvar_inv):
-    """bnraw = bndiff * bnvar_inv; bnvar_inv = (bnvar + 1e-5)**-0.5; bnvar = 1/(n-1) * bndiff2.sum(0, keepdim=True);
-    bndiff2 = bndiff**2  ->  dbnvar_inv, (1, n_hidden); dbnvar, (1, n_hidden); dbndiff2, (n, n_hidden); dbndiff, (n, n_hidden)"""
-    # BEGIN SOLUTION
-    dbnvar_inv = (bndiff * dbnraw).sum(0, keepdim=True)       # (1, n_hidden)
-    dbnvar = -0.5 * (bnvar + 1e-5) ** -1.5 * dbnvar_inv       # (1, n_hidden)
-    dbndiff2 = 1.0 / (n - 1) * torch.ones_like(bndiff2) * dbnvar   # (n, n_hidden): the sum becomes a broadcast
-    dbndiff = bnvar_inv * dbnraw                              # (n, n_hidden): the path through bnraw
-    dbndiff += 2 * bndiff * dbndiff2                          # plus the path through bndiff2
-    # END SOLUTION
-    return dbnvar_inv, dbnvar, dbndiff2, dbndiff
+# include: lecture.backward_bn_var
 
+# %% tags=["check"]
 dbnvar_inv, dbnvar, dbndiff2, dbndiff = step(backward_bn_var, dbnraw, fw.bndiff, fw.bndiff2, fw.bnvar, fw.bnvar_inv)
 utils.cmp("bnvar_inv", dbnvar_inv, fw.bnvar_inv, n=n)
 utils.cmp("bnvar", dbnvar, fw.bnvar, n=n)
 utils.cmp("bndiff2", dbndiff2, fw.bndiff2, n=n)
 utils.cmp("bndiff", dbndiff, fw.bndiff, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -955,20 +892,12 @@ utils.cmp("bndiff", dbndiff, fw.bndiff, n=n)
 
 
 # %%
-def backward_bn_mean(dbndiff, hprebn):
-    """bndiff = hprebn - bnmeani; bnmeani = 1/n * hprebn.sum(0, keepdim=True)
-    ->  dbnmeani, (1, n_hidden); dhprebn, (n, n_hidden)"""
-    # BEGIN SOLUTION
-    dbnmeani = -dbndiff.sum(0, keepdim=True)                          # (1, n_hidden)
-    dhprebn = dbndiff.clone()                                 # (n, n_hidden): the direct path
-    dhprebn += 1.0 / n * torch.ones_like(hprebn) * dbnmeani   # plus the path through the mean
-    # END SOLUTION
-    return dbnmeani, dhprebn
+# include: lecture.backward_bn_mean
 
+# %% tags=["check"]
 dbnmeani, dhprebn = step(backward_bn_mean, dbndiff, fw.hprebn)
 utils.cmp("bnmeani", dbnmeani, fw.bnmeani, n=n)
 utils.cmp("hprebn", dhprebn, fw.hprebn, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -997,20 +926,13 @@ utils.cmp("hprebn", dhprebn, fw.hprebn, n=n)
 
 
 # %%
-def backward_layer1(dhprebn, embcat, W1):
-    """hprebn = embcat @ W1 + b1  ->  dembcat, (n, n_embd * block_size); dW1, (n_embd * block_size, n_hidden); db1, (n_hidden,)"""
-    # BEGIN SOLUTION
-    dembcat = dhprebn @ W1.T    # (n, n_hidden) @ (n_hidden, n_embd * block_size)
-    dW1 = embcat.T @ dhprebn    # (n_embd * block_size, n) @ (n, n_hidden)
-    db1 = dhprebn.sum(0)        # (n_hidden,)
-    # END SOLUTION
-    return dembcat, dW1, db1
+# include: lecture.backward_layer1
 
+# %% tags=["check"]
 dembcat, dW1, db1 = step(backward_layer1, dhprebn, fw.embcat, W1)
 utils.cmp("embcat", dembcat, fw.embcat, n=n)
 utils.cmp("W1", dW1, W1, n=n)
 utils.cmp("b1", db1, b1, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1040,16 +962,11 @@ if db1 is not ...:
 
 
 # %%
-def backward_view(dembcat, emb):
-    """embcat = emb.view(emb.shape[0], -1)  ->  demb, (n, block_size, n_embd)"""
-    # BEGIN SOLUTION
-    demb = dembcat.view(emb.shape)   # (n, block_size, n_embd): the same numbers, back in emb's shape
-    # END SOLUTION
-    return demb
+# include: lecture.backward_view
 
+# %% tags=["check"]
 demb = step(backward_view, dembcat, fw.emb)
 utils.cmp("emb", demb, fw.emb, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1073,20 +990,11 @@ utils.cmp("emb", demb, fw.emb, n=n)
 
 
 # %%
-def backward_embedding_loop(demb, Xb, C):
-    """emb = C[Xb]  ->  dC, (vocab_size, n_embd), with plain Python loops"""
-    # BEGIN SOLUTION
-    #@ dC = ...  # TODO: start from zeros, then add each demb[k, j] into the row it was copied from
-    dC = torch.zeros_like(C)                 # (vocab_size, n_embd)
-    for k in range(Xb.shape[0]):             # every example
-        for j in range(Xb.shape[1]):         # every position of its context
-            dC[Xb[k, j]] += demb[k, j]       # (n_embd,): accumulate, a row can be used many times
-    # END SOLUTION
-    return dC
+# include: lecture.backward_embedding_loop
 
+# %% tags=["check"]
 dC = step(backward_embedding_loop, demb, Xb, C)
 utils.cmp("C", dC, C, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1109,17 +1017,11 @@ utils.cmp("C", dC, C, n=n)
 
 
 # %%
-def backward_embedding(demb, Xb, C):
-    """emb = C[Xb]  ->  dC, (vocab_size, n_embd), vectorised"""
-    # BEGIN SOLUTION
-    #@ dC = ...  # TODO: one index_add_ call on a tensor of zeros
-    dC = torch.zeros_like(C).index_add_(0, Xb.view(-1), demb.view(-1, n_embd))   # (vocab_size, n_embd)
-    # END SOLUTION
-    return dC
+# include: lecture.backward_embedding
 
+# %% tags=["check"]
 dC = step(backward_embedding, demb, Xb, C)
 utils.cmp("C", dC, C, n=n)
-
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>

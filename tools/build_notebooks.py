@@ -11,6 +11,7 @@ bottom with nbclient and stores their real outputs. What it adds on the way:
     tools/setup_cell.py with the checksums of utils.py and names.txt (written to checksums.sha256);
   * `# include: lecture.forward` lines in code cells become that definition from course/lecture.py (or any
     module in course/), so code shared by several notebooks, tests and tools is written once;
+    `# include solved: lecture.backward_probs` gives it with its solution markers removed (the answer shown);
   * figures: `![caption](attachment:NAME.png)` in a markdown cell embeds figures/NAME.png;
   * nbgrader cell metadata (answer, graded check, locked) in both versions, the same grade_id in each.
 
@@ -52,7 +53,7 @@ BASE_URL = f"https://raw.githubusercontent.com/{REPO}/{BRANCH}"
 
 BEGIN, END, PLACEHOLDER = "# BEGIN SOLUTION", "# END SOLUTION", "#@ "
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-INCLUDE = re.compile(r"^# include: (.+)$")
+INCLUDE = re.compile(r"^# include( solved)?: (.+)$")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 FOLD = ("<details><summary><b>Derivation</b>: open it after you have tried it on paper</summary>\n\n",
         "\n\n</details>")
@@ -135,8 +136,9 @@ def expand_includes(source: str) -> str:
     for line in source.splitlines():
         m = INCLUDE.match(line.strip())
         if m:
-            refs = [r.strip().split(".") for r in m[1].split(",")]
-            out.append("\n\n\n".join(definition(mod, name) for mod, name in refs))
+            refs = [r.strip().split(".") for r in m[2].split(",")]
+            text = "\n\n\n".join(definition(mod, name) for mod, name in refs)
+            out.append(render(text, "solved") if m[1] else text)
         else:
             out.append(line)
     return "\n".join(out)
@@ -188,13 +190,15 @@ def _placeholder(region: list[str], indent: str) -> list[str]:
 
 
 def render(source: str, version: str) -> str:
-    """A code cell as the `solution`, `learner` or `grading` version shows it."""
+    """A code cell as the `solution`, `learner` or `grading` version shows it, or `solved` (no markers at all)."""
     out: list[str] = []
     for kind, lines in regions(source):
         if kind == "code":
             out += lines
         elif kind == "solution" and version == "learner":
             out += _placeholder(lines[1:], lines[0])
+        elif kind == "solution" and version == "solved":
+            out += [l for l in lines[1:] if not l.strip().startswith(PLACEHOLDER)]
         elif kind == "solution":
             out += [lines[0] + BEGIN, *(l for l in lines[1:]), lines[0] + END]
         elif kind == "hidden" and version == "grading":
