@@ -12,7 +12,8 @@ bottom with nbclient and stores their real outputs. What it adds on the way:
   * `# include: lecture.forward` lines in code cells become that definition from course/lecture.py (or any
     module in course/), so code shared by several notebooks, tests and tools is written once;
     `# include solved: lecture.backward_probs` gives it with its solution markers removed (the answer shown);
-  * figures: `![caption](attachment:NAME.png)` in a markdown cell embeds figures/NAME.png;
+  * figures: `![caption](attachment:NAME.png)` in a markdown cell embeds figures/NAME.png, and a markdown line
+    `<!-- include: course/bench_as_run.txt -->` shows that file (written by a program, e.g. make bench) as a block;
   * nbgrader cell metadata (answer, graded check, locked) in both versions, the same grade_id in each.
 
 Markers, in code cells (one parser, `regions`, reads them all):
@@ -54,6 +55,7 @@ BASE_URL = f"https://raw.githubusercontent.com/{REPO}/{BRANCH}"
 BEGIN, END, PLACEHOLDER = "# BEGIN SOLUTION", "# END SOLUTION", "#@ "
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 INCLUDE = re.compile(r"^# include( solved)?: (.+)$")
+MD_INCLUDE = re.compile(r"^<!-- include: ([\w./-]+) -->$", re.M)  # a text file, shown as a code block
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 FOLD = ("<details><summary><b>Derivation</b>: open it after you have tried it on paper</summary>\n\n",
         "\n\n</details>")
@@ -263,6 +265,7 @@ def read_source(name: str):
                 c.source = setup_cell_source()
                 c.metadata.update({"jupyter": {"source_hidden": True}, "cellView": "form"})
         elif c.cell_type == "markdown":
+            c.source = MD_INCLUDE.sub(lambda m: "```\n" + (ROOT / m[1]).read_text().rstrip("\n") + "\n```", c.source)
             embed_figures(c)
     return nb
 
