@@ -332,8 +332,9 @@ def comparable(nb) -> list:
 
 def out_of_sync(name: str) -> list[str]:
     """The stored notebooks of `name` that differ from what its source generates now."""
+    fresh = versions(name)
     return [str(path.relative_to(ROOT)) for which, path in paths(name).items()
-            if not path.exists() or comparable(nbformat.read(path, as_version=4)) != comparable(versions(name)[which])]
+            if not path.exists() or comparable(nbformat.read(path, as_version=4)) != comparable(fresh[which])]
 
 
 def build(selected: list[str]) -> None:
