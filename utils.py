@@ -2,20 +2,29 @@
 
 Three things live here, nothing else:
   * the data: `load_words`, the vocabulary (`stoi`, `itos`, `vocab_size`), `build_dataset`, `split_dataset`;
-  * the gradient checker `cmp(name, dt, t)` and its scoreboard (`scoreboard`, `reset_scoreboard`);
-  * a finite-difference helper (`numerical_grad`, `rel_error`) to check gradients without autograd.
+  * the gradient checker `cmp(name, dt, t)`, its scoreboard (`scoreboard`, `reset_scoreboard`) and its
+    in-place guard `watch(forward_tensors)`;
+  * finite differences: `numerical_grad` and `rel_error` to check gradients without autograd, and
+    `gradcheck` to check a torch.autograd.Function's backward in plain words.
 
-Correct means *approximately* equal (`torch.allclose`, rtol=1e-5, atol=1e-8). Whether a correct gradient is
-also bit-exact depends on the platform: the same line can be `exact: True` on a laptop and `exact: False`
-on Colab, because the CPU (or GPU) may sum the same numbers in a different order. So `exact` is shown as a
-curiosity and never decides a verdict.
+Correct means *approximately* equal (`torch.allclose`, rtol=1e-5, atol=1e-8: RTOL and ATOL below). Whether a
+correct gradient is also bit-exact depends on the platform: the same line can be `exact: True` on a laptop and
+`exact: False` on Colab, because the CPU (or GPU) may sum the same numbers in a different order. So `exact` is
+shown as a curiosity and never decides a verdict.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
 import random
+import re
 import string
+import textwrap
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,6 +97,17 @@ def split_dataset(words: list[str], block_size: int = 3, seed: int = 42):
 # ----------------------------------------------------------------------------------------------
 # the gradient checker
 
+RTOL, ATOL = 1e-5, 1e-8  # torch.allclose's defaults: what "approximate: True" means
+WIDTH = 100  # messages wrap at word boundaries near this many characters, so they read without scrolling
+INDENT = " " * 18  # a diagnosis starts under the check line's "| exact" column
+
+
+def _say(text: str, first: str = "", rest: str | None = None) -> None:
+    """Print `text` wrapped at WIDTH, its first line starting with `first`, the others indented to match."""
+    rest = " " * len(first) if rest is None else rest
+    print(textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest,
+                        break_long_words=False, break_on_hyphens=False))
+
 
 @dataclass
 class Check:
@@ -98,6 +118,7 @@ class Check:
     exact: bool
     maxdiff: float | None
     diagnosis: str | None = None
+    rule: str | None = None  # the name of the rule that made the diagnosis
 
     def __bool__(self) -> bool:
         return self.correct
@@ -110,22 +131,27 @@ _checks: dict[str, Check] = {}  # name -> latest verdict, so re-running a cell d
 
 
 def cmp(name: str, dt: Any, t: Any, n: int | None = None) -> Check:
-    """Compare a hand-written gradient `dt` with autograd's `t.grad`, print one line, return a Check.
+    """Compare a hand-written gradient `dt` with autograd's `t.grad`, print the verdict, return a Check.
 
-    The line reads `name | exact: ... | approximate: ... | maxdiff: ...`; when the gradient is not
-    right a second line says what is probably wrong. `n` (optional) is the batch size, used to name
+    The first line reads `name | exact: ... | approximate: ... | maxdiff: ...`; when the gradient is not
+    right, the lines under it say what is probably wrong. `n` (optional) is the batch size, used to name
     a factor of n, 1/n or n-1. cmp never raises: anything a learner hands it gets a verdict.
     """
     name = str(name)
     try:
-        check = _check(name, dt, t, n)
+        changed = _changed_in_place()
+        for w in changed:
+            if w not in _warned:  # say it once; the verdicts below keep mentioning it
+                _warned.add(w)
+                _say(IN_PLACE_WARNING.format(w=w), "warning: ")
+        check = _verdict(Case(name, dt, t, n, tuple(changed)))
     except Exception as e:  # a checker that crashes teaches nothing; report it as a verdict instead
         check = Check(name, False, False, None, f"could not compare ({type(e).__name__}: {e})")
     _checks[name] = check
     md = "-" if check.maxdiff is None else f"{check.maxdiff:.1e}"
     print(f"{name:15s} | exact: {str(check.exact):5s} | approximate: {str(check.correct):5s} | maxdiff: {md}")
     if check.diagnosis:
-        print(f"{'':15s}   -> {check.diagnosis}")
+        _say(check.diagnosis, INDENT + "-> ", INDENT + "   ")
     return check
 
 
@@ -154,170 +180,366 @@ def scoreboard() -> Score:
     return score
 
 
+# ---------------------------------------------------------------------------- the in-place guard
+# A forward tensor edited in place (h.detach().mul_(2), or += on a view of it) silently changes every later
+# check. PyTorch counts each in-place change of a tensor in `._version`, a counter shared with its views and
+# its .detach() results, so comparing the counter with its value at the forward pass catches all of them.
+
+_watched: dict[str, tuple[torch.Tensor, int]] = {}  # name -> (tensor, its ._version at watch time)
+_warned: set[str] = set()  # changed tensors already warned about since the last watch
+
+IN_PLACE_WARNING = (
+    "{w} was changed in place since the forward pass (e.g. {w}.detach().mul_() or += on a view of it); "
+    "this check and every later one compare against the changed values. Re-run the forward-pass cell "
+    "(and the backward cell) to recover, and use .clone() before editing a forward tensor."
+)
+
+
+def watch(tensors: Mapping[str, Any] | Any) -> None:
+    """Remember the forward pass's tensors; from now on every `cmp` warns when one was changed in place.
+
+    `tensors` is a dict name -> tensor, or an object with attributes such as the SimpleNamespace a forward
+    function returns; values that are not tensors are skipped. Each call replaces what was watched before.
+    """
+    items = tensors.items() if isinstance(tensors, Mapping) else vars(tensors).items()
+    _watched.clear()
+    _warned.clear()
+    for name, x in items:
+        version = _version(x) if isinstance(x, torch.Tensor) else None
+        if version is not None:
+            _watched[str(name)] = (x, version)
+
+
+def _version(x: torch.Tensor) -> int | None:
+    try:
+        return x._version
+    except RuntimeError:  # tensors made under torch.inference_mode() keep no version counter
+        return None
+
+
+def _changed_in_place() -> list[str]:
+    return [name for name, (x, version) in _watched.items() if _version(x) != version]
+
+
+# ---------------------------------------------------------------------------- the rules
+# Each rule looks at one Case and returns a diagnosis, or None when the mistake is not its kind. FORM_RULES
+# judge what was handed in (its type, device, dtype, shape); if none fires and the values are close, the
+# gradient is right. Otherwise VALUE_RULES say how the numbers are wrong, in order; the last always answers.
+# Adding a diagnosis: one function, one entry in a list, one test in tests/test_utils.py.
+
+
+@dataclass
+class Case:
+    """What every rule looks at: the learner's answer `dt` (anything), the forward tensor `t`, the batch size."""
+
+    name: str
+    dt: Any
+    t: Any
+    n: int | None = None
+    changed: tuple[str, ...] = ()  # watched tensors changed in place since the forward pass
+
+    @cached_property
+    def g(self) -> torch.Tensor | None:
+        """autograd's gradient, the reference."""
+        return self.t.grad if isinstance(self.t, torch.Tensor) else None
+
+    @cached_property
+    def off(self) -> torch.Tensor:
+        """True where dt and g disagree (value rules only: same shape and dtype, both finite)."""
+        return ~torch.isclose(self.dt, self.g, RTOL, ATOL)
+
+    @property
+    def want(self) -> str:
+        return _fmt_shape(self.g.shape)
+
+    @property
+    def shape_head(self) -> str:
+        return f"shape {_fmt_shape(self.dt.shape)} but the gradient has shape {self.want}"
+
+
 def _fmt_shape(s) -> str:
     return "(" + ", ".join(str(d) for d in s) + ("," if len(s) == 1 else "") + ")"
 
 
-def _check(name: str, dt: Any, t: Any, n: int | None) -> Check:
-    def wrong(msg: str, maxdiff: float | None = None) -> Check:
-        return Check(name, False, False, maxdiff, msg)
+# Lecture examples of a mistake, keyed by (rule, tensor name, dim): appended only where they fit.
+EXAMPLES: dict[tuple[str, str, int | None], str] = {
+    ("missing_broadcast_term", "counts", 1):
+        "dcounts_sum in dcounts: a tensor used twice gets the sum of both gradients",
+    ("missing_broadcast_term", "hprebn", 0):
+        "1/n * dbnmeani in dhprebn: hprebn reaches bndiff directly and through its mean bnmeani, "
+        "so it gets the sum of both gradients",
+    ("one_per_row", "logits", None):
+        "the max subtracted in cross-entropy (logit_maxes) or the picked entry [range(n), Yb]",
+    ("wrong_shape", "C", None):
+        "emb = C[Xb] copies rows of C, so each row of demb must be added back into the row of C it came from",
+}
 
-    if dt is None or dt is Ellipsis:
-        return wrong(f"not implemented yet: replace the `...` with your expression for {name}")
-    if not isinstance(t, torch.Tensor):
-        return wrong(f"the reference is a {type(t).__name__}, not a tensor: pass the forward-pass tensor itself")
-    g = t.grad
-    if g is None:
-        return wrong(
-            "the reference has no .grad: run the forward-pass cell and the loss.backward() cell first "
-            "(intermediate tensors need .retain_grad() before backward)"
-        )
-    if dt is g or (isinstance(dt, torch.Tensor) and dt.numel() > 0 and _same_memory(dt, g)):
-        return wrong("this is autograd's own t.grad: compute the gradient yourself from the forward-pass tensors")
-    if not isinstance(dt, torch.Tensor):
-        kind = f"a {type(dt).__name__}"
-        if type(dt).__module__ == "numpy":
-            kind = "a NumPy array" if type(dt).__name__ == "ndarray" else f"a NumPy {type(dt).__name__}"
-            hint = f"keep it in torch (no .numpy()); it should be a tensor of shape {_fmt_shape(g.shape)}"
-        elif isinstance(dt, (int, float, complex, bool)):
-            hint = f"expected a tensor of shape {_fmt_shape(g.shape)}, e.g. torch.full_like(t, value) or an expression of tensors"
-        elif isinstance(dt, (list, tuple)):
-            hint = f"build it with tensor operations; it should have shape {_fmt_shape(g.shape)}"
-        else:
-            hint = f"expected a torch.Tensor of shape {_fmt_shape(g.shape)}"
-        return wrong(f"got {kind}, not a tensor: {hint}")
-    if dt.layout != torch.strided or g.layout != torch.strided:
-        return wrong(f"got a {dt.layout} tensor: use an ordinary dense tensor (.to_dense())")
-    if dt.device != g.device:
-        return wrong(f"on device {dt.device} but the gradient lives on {g.device}: move it with .to({str(g.device)!r})")
-    if dt.dtype != g.dtype:
-        return wrong(f"dtype {dt.dtype} but the gradient is {g.dtype}: compute it from the forward tensors, or .to({g.dtype})")
-    if dt.shape != g.shape:
-        return wrong(_diagnose_shape(dt, g))
-    if dt.is_complex() or not dt.is_floating_point():
-        return wrong(f"got a {dt.dtype} tensor: gradients are floating point")
 
-    dtd, gd = dt.detach(), g.detach()
-    bad = ~torch.isfinite(dtd)
-    if bad.any():
-        nan, inf = int(torch.isnan(dtd).sum()), int(torch.isinf(dtd).sum())
-        return wrong(
-            f"contains {nan} NaN and {inf} inf of {dtd.numel()} entries: look for a division by zero, "
-            "log of 0, or a power of a negative number"
-        )
-    if not torch.isfinite(gd).all():
-        return wrong("autograd's own gradient is not finite here; the forward pass overflowed")
-    maxdiff = (dtd - gd).abs().max().item() if dtd.numel() else 0.0
-    exact = bool(torch.equal(dtd, gd))
-    if torch.allclose(dtd, gd):
-        return Check(name, True, exact, maxdiff, None)
-    return wrong(_diagnose_values(dtd, gd, t, n), maxdiff)
+def _example(rule: str, name: str, dim: int | None = None) -> str | None:
+    """The lecture's example of this mistake on this tensor, if EXAMPLES has one."""
+    word = (name.split() or [""])[0]  # "logits chunked" -> "logits"
+    names = (word, word[1:]) if word.startswith("d") else (word,)  # "dcounts" finds "counts"
+    return next((EXAMPLES[rule, w, dim] for w in names if (rule, w, dim) in EXAMPLES), None)
+
+
+def not_implemented(c: Case) -> str | None:
+    if c.dt is None or c.dt is Ellipsis:
+        return f"not implemented yet: replace the `...` with your expression for {c.name}"
+    return None
+
+
+def reference_not_a_tensor(c: Case) -> str | None:
+    if isinstance(c.t, torch.Tensor):
+        return None
+    return f"the reference is a {type(c.t).__name__}, not a tensor: pass the forward-pass tensor itself"
+
+
+def no_reference_grad(c: Case) -> str | None:
+    if c.g is not None:
+        return None
+    return ("the reference has no .grad: run the forward-pass cell and the loss.backward() cell first "
+            "(intermediate tensors need .retain_grad() before backward)")
+
+
+def is_autograd_grad(c: Case) -> str | None:
+    if not (c.dt is c.g or (isinstance(c.dt, torch.Tensor) and c.dt.numel() > 0 and _same_memory(c.dt, c.g))):
+        return None
+    return "this is autograd's own t.grad: compute the gradient yourself from the forward-pass tensors"
 
 
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    try:
+    try:  # a view of t.grad is t.grad too
         return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() and a.shape == b.shape
-    except Exception:
+    except Exception:  # sparse and other storage-less tensors
         return False
 
 
-def _diagnose_shape(dt: torch.Tensor, g: torch.Tensor) -> str:
-    got, want = _fmt_shape(dt.shape), _fmt_shape(g.shape)
-    head = f"shape {got} but the gradient has shape {want}"
-    can_compare = dt.is_floating_point() and dt.dtype == g.dtype and dt.device == g.device
-    # the same entries with a kept dimension dropped or added: (64,) for (1, 64)
-    if dt.numel() == g.numel() and [d for d in dt.shape if d != 1] == [d for d in g.shape if d != 1]:
-        return (
-            f"{head}: they differ only by a size-1 dimension. Broadcasting would hide this in a comparison, "
-            f"but the gradient must have exactly the tensor's shape: sum with keepdim=True, or .view{want}"
-        )
-    if dt.dim() == 2 and g.dim() == 2 and tuple(dt.shape) == tuple(g.shape)[::-1]:
-        right = can_compare and torch.allclose(dt.detach().T, g)
-        return f"{head}: transposed" + (
-            " (its transpose is exactly right)" if right else "; check the order of the operands of the matmul (and which one gets .T)"
-        )
-    # broadcast in the forward pass: dt has the full shape, the tensor was replicated along some dims
-    if dt.dim() >= g.dim():
-        lead = dt.dim() - g.dim()
-        tail = dt.shape[lead:]
-        if all(gs == ds or gs == 1 for gs, ds in zip(g.shape, tail)):
-            dims = [lead + i for i, (gs, ds) in enumerate(zip(g.shape, tail)) if gs == 1 and ds != 1]
-            lead_dims = list(range(lead))
-            parts = []
-            if lead_dims:
-                parts.append(f"sum over dim {', '.join(map(str, lead_dims))}")
-            if dims:
-                parts.append(f"sum over dim {', '.join(str(d - lead) for d in dims)} with keepdim=True")
-            msg = (
-                f"{head}: this tensor was broadcast (replicated) in the forward pass, so its gradient is the "
-                f"sum of the replicas: {' and '.join(parts)}"
-            )
-            if can_compare:
-                s = dt.detach().sum(dim=tuple(lead_dims + dims), keepdim=True) if (lead_dims or dims) else dt.detach()
-                s = s.reshape(g.shape)
-                if torch.allclose(s, g):
-                    msg += " (summed that way, yours would be right)"
-            return msg
-    if dt.numel() == g.numel():
-        right = can_compare and torch.allclose(dt.detach().reshape(g.shape), g)
-        return f"{head}, with the same number of entries" + (
-            f": the numbers are right but in the wrong shape; use .view{want}" if right else f"; reshape with .view{want} if the order is right"
-        )
-    return head
+def not_a_tensor(c: Case) -> str | None:
+    dt = c.dt
+    if isinstance(dt, torch.Tensor):
+        return None
+    kind = f"a {type(dt).__name__}"
+    if type(dt).__module__ == "numpy":
+        kind = "a NumPy array" if type(dt).__name__ == "ndarray" else f"a NumPy {type(dt).__name__}"
+        hint = f"keep it in torch (no .numpy()); it should be a tensor of shape {c.want}"
+    elif isinstance(dt, (int, float, complex, bool)):
+        hint = f"expected a tensor of shape {c.want}, e.g. torch.full_like(t, value) or an expression of tensors"
+    elif isinstance(dt, (list, tuple)):
+        hint = f"build it with tensor operations; it should have shape {c.want}"
+    else:
+        hint = f"expected a torch.Tensor of shape {c.want}"
+    return f"got {kind}, not a tensor: {hint}"
 
 
-def _factor_name(c: float, ns: set[int]) -> str | None:
+def not_dense(c: Case) -> str | None:
+    if c.dt.layout == torch.strided and c.g.layout == torch.strided:
+        return None
+    return f"got a {c.dt.layout} tensor: use an ordinary dense tensor (.to_dense())"
+
+
+def wrong_device(c: Case) -> str | None:
+    if c.dt.device == c.g.device:
+        return None
+    return f"on device {c.dt.device} but the gradient lives on {c.g.device}: move it with .to({str(c.g.device)!r})"
+
+
+def wrong_dtype(c: Case) -> str | None:
+    if c.dt.dtype == c.g.dtype:
+        return None
+    return (f"dtype {c.dt.dtype} but the gradient is {c.g.dtype}: compute it from the forward tensors, "
+            f"or .to({c.g.dtype})")
+
+
+def kept_dim_missing(c: Case) -> str | None:
+    """(64,) for (1, 64): broadcasting would hide it in a comparison, so it is named before anything else."""
+    dt, g = c.dt, c.g
+    if dt.shape == g.shape or [d for d in dt.shape if d != 1] != [d for d in g.shape if d != 1]:
+        return None
+    return (f"{c.shape_head}: they differ only by a size-1 dimension. Broadcasting would hide this in a comparison, "
+            f"but the gradient must have exactly the tensor's shape: sum with keepdim=True, or .view{c.want}")
+
+
+def transposed(c: Case) -> str | None:
+    dt, g = c.dt, c.g
+    if dt.dim() != 2 or g.dim() != 2 or dt.shape == g.shape or tuple(dt.shape) != tuple(g.shape)[::-1]:
+        return None
+    if torch.allclose(dt.detach().T, g, RTOL, ATOL):
+        return f"{c.shape_head}: transposed (its transpose is exactly right)"
+    return f"{c.shape_head}: transposed; check the order of the operands of the matmul (and which one gets .T)"
+
+
+def broadcast_not_summed(c: Case) -> str | None:
+    """dt has the forward output's shape: t was replicated along some dims, its gradient sums the replicas."""
+    dt, g = c.dt, c.g
+    lead = dt.dim() - g.dim()  # dims broadcasting added in front
+    if dt.shape == g.shape or lead < 0 or any(gs not in (1, ds) for gs, ds in zip(g.shape, dt.shape[lead:])):
+        return None
+    kept = [i for i, (gs, ds) in enumerate(zip(g.shape, dt.shape[lead:])) if gs == 1 and ds != 1]
+    parts = [f"sum over dim {', '.join(map(str, range(lead)))}"] if lead else []
+    parts += [f"sum over dim {', '.join(map(str, kept))} with keepdim=True"] if kept else []
+    msg = (f"{c.shape_head}: this tensor was broadcast (replicated) in the forward pass, so its gradient is the "
+           f"sum of the replicas: {' and '.join(parts)}")
+    summed = dt.detach().sum(dim=tuple(range(lead)) + tuple(lead + i for i in kept), keepdim=True).reshape(g.shape)
+    return msg + (" (summed that way, yours would be right)" if torch.allclose(summed, g, RTOL, ATOL) else "")
+
+
+def reshaped(c: Case) -> str | None:
+    dt, g = c.dt, c.g
+    if dt.shape == g.shape or dt.numel() != g.numel():
+        return None
+    if torch.allclose(dt.detach().reshape(g.shape), g, RTOL, ATOL):
+        return (f"{c.shape_head}, with the same number of entries: the numbers are right but in the wrong shape; "
+                f"use .view{c.want}")
+    return f"{c.shape_head}, with the same number of entries; reshape with .view{c.want} if the order is right"
+
+
+def wrong_shape(c: Case) -> str | None:
+    if c.dt.shape == c.g.shape:
+        return None
+    example = _example("wrong_shape", c.name)
+    return c.shape_head + (f": {example}" if example else "")
+
+
+def complex_gradient(c: Case) -> str | None:
+    """Past wrong_dtype, dt has g's dtype, and autograd's .grad is never an integer: only complex is left."""
+    if not c.g.is_complex():
+        return None
+    return f"the gradient is {c.g.dtype}: this checker compares real floating-point gradients only"
+
+
+FORM_RULES: list[Callable[[Case], str | None]] = [
+    not_implemented, reference_not_a_tensor, no_reference_grad, is_autograd_grad, not_a_tensor, not_dense,
+    wrong_device, wrong_dtype, kept_dim_missing, transposed, broadcast_not_summed, reshaped, wrong_shape,
+    complex_gradient,
+]
+
+# value rules: dt and g are now real floating tensors of the same shape, dtype and device, and dt is wrong
+
+FACTOR_RTOL, FACTOR_ATOL = 1e-4, 1e-7  # how close dt must be to c * g to call it a constant factor
+FACTOR_NAME_RTOL = 1e-4  # how close c must be to n, 1/n, n-1, ... to name it
+FEW_FRACTION = 0.1  # "a few entries off" means at most this fraction of them (at least one)
+TERM_ATOL, TERM_RTOL = 1e-6, 1e-4  # "the same along a dim": deviation allowed, absolute + relative to max |g|
+
+
+def non_finite(c: Case) -> str | None:
+    nan, inf = int(torch.isnan(c.dt).sum()), int(torch.isinf(c.dt).sum())
+    if nan + inf == 0:
+        return None
+    return (f"contains {nan} NaN and {inf} inf of {c.dt.numel()} entries: look for a division by zero, "
+            "log of 0, or a power of a negative number")
+
+
+def reference_not_finite(c: Case) -> str | None:
+    if torch.isfinite(c.g).all():
+        return None
+    return "autograd's own gradient is not finite here; the forward pass overflowed"
+
+
+def all_zeros(c: Case) -> str | None:
+    if c.dt.any():
+        return None
+    return "all zeros: nothing was written into it yet (did you forget to assign or accumulate with +=?)"
+
+
+def sign_flipped(c: Case) -> str | None:
+    if not torch.allclose(-c.dt, c.g, RTOL, ATOL):
+        return None
+    return "sign flipped: yours is exactly minus the gradient"
+
+
+def constant_factor(c: Case) -> str | None:
+    dt, g = c.dt.double(), c.g.double()
+    gg = float((g * g).sum())
+    k = float((dt * g).sum()) / gg if gg > 0 else 0.0  # least-squares fit of dt = k * g
+    if k == 0 or not torch.allclose(dt, k * g, FACTOR_RTOL, FACTOR_ATOL):
+        return None
+    named = _factor_name(k, {c.n} if c.n else set(c.t.shape))
+    return f"off by a constant factor: yours is {k:.4g} times the gradient" + (f", which is {named}" if named else "")
+
+
+def _factor_name(k: float, ns: set[int]) -> str | None:
     """Name a factor such as n, 1/n, n-1 or n/(n-1), for n among the candidate batch sizes `ns`."""
-    for k in sorted(k for k in ns if k > 2):
-        for v, label in ((k, f"n = {k}: a 1/n missing?"), (1 / k, f"1/n = 1/{k}: a 1/n too many?"),
-                         (k - 1, f"n-1 = {k - 1}: a 1/(n-1) missing?"),
-                         (1 / (k - 1), f"1/(n-1) = 1/{k - 1}: a 1/(n-1) too many?"),
-                         (k / (k - 1), f"n/(n-1) = {k}/{k - 1}: Bessel's correction"),
-                         ((k - 1) / k, f"(n-1)/n = {k - 1}/{k}: Bessel's correction")):
-            if abs(c - v) <= 1e-4 * abs(v):
+    for m in sorted(m for m in ns if m > 2):
+        for v, label in ((m, f"n = {m}: a 1/n missing?"), (1 / m, f"1/n = 1/{m}: a 1/n too many?"),
+                         (m - 1, f"n-1 = {m - 1}: a 1/(n-1) missing?"),
+                         (1 / (m - 1), f"1/(n-1) = 1/{m - 1}: a 1/(n-1) too many?"),
+                         (m / (m - 1), f"n/(n-1) = {m}/{m - 1}: Bessel's correction"),
+                         ((m - 1) / m, f"(n-1)/n = {m - 1}/{m}: Bessel's correction")):
+            if abs(k - v) <= FACTOR_NAME_RTOL * abs(v):
                 return label
     return None
 
 
-def _diagnose_values(dt: torch.Tensor, g: torch.Tensor, t: torch.Tensor, n: int | None) -> str:
-    off = ~torch.isclose(dt, g)
-    nbad, total = int(off.sum()), dt.numel()
-    if not dt.any():
-        return "all zeros: nothing was written into it yet (did you forget to assign or accumulate with +=?)"
-    if torch.allclose(-dt, g):
-        return "sign flipped: yours is exactly minus the gradient"
-    gg = float((g.double() * g.double()).sum())
-    if gg > 0:
-        c = float((dt.double() * g.double()).sum()) / gg
-        if c != 0 and torch.allclose(dt, (c * g.double()).to(g.dtype), rtol=1e-4, atol=1e-7):
-            named = _factor_name(c, {n} if n else set(t.shape))
-            label = f", which is {named}" if named else ""
-            return f"off by a constant factor: yours is {c:.4g} times the gradient{label}"
-    if nbad <= max(1, total // 10) and dt.dim() >= 1:
-        where = off.nonzero().tolist()[:5]
-        msg = f"right everywhere except {nbad} of {total} entries, e.g. at {', '.join(str(tuple(w)) for w in where)}"
-        if dt.dim() == 2 and dt.shape[0] > 1 and bool((off.sum(1) == 1).all()):
-            msg += (
-                ". Exactly one per row: a branch that touches one entry per row is missing, such as the "
-                "max subtracted in cross-entropy (logit_maxes) or the picked entry [range(n), Yb]"
-            )
-        return msg
-    diff = (g - dt).double()
-    for d in range(dt.dim()):
-        if dt.shape[d] > 1:
-            rest = diff - diff.mean(d, keepdim=True)
-            if torch.allclose(rest, torch.zeros_like(rest), atol=1e-6 + 1e-4 * float(g.abs().max())):
-                return (
-                    f"wrong by a term that is the same along dim {d}: a contribution that reached this tensor "
-                    f"through a broadcast along dim {d} is missing (for example dcounts_sum in dcounts: "
-                    "a tensor used twice gets the sum of both gradients)"
-                )
-    rel = float((dt - g).abs().max() / (dt.abs().max() + g.abs().max()).clamp_min(1e-12))
-    return f"{nbad} of {total} entries are off; relative error {rel:.1e}. Re-derive the local derivative, then check the chain rule"
+def few_entries_off(c: Case) -> str | None:
+    nbad, total = int(c.off.sum()), c.dt.numel()
+    if c.dt.dim() == 0 or nbad > max(1, int(FEW_FRACTION * total)):
+        return None
+    where = ", ".join(str(tuple(w)) for w in c.off.nonzero().tolist()[:5])
+    return f"right everywhere except {nbad} of {total} entries, e.g. at {where}"
+
+
+def one_per_row(c: Case) -> str | None:
+    few = few_entries_off(c)
+    if few is None or c.dt.dim() != 2 or c.dt.shape[0] < 2 or not bool((c.off.sum(1) == 1).all()):
+        return None
+    example = _example("one_per_row", c.name)
+    return f"{few}. Exactly one per row: a branch that touches one entry per row is missing" + (
+        f", such as {example}" if example else "")
+
+
+def missing_broadcast_term(c: Case) -> str | None:
+    """g - dt is constant along a dim: a gradient that arrived through a broadcast along that dim is missing."""
+    diff = (c.g - c.dt).double()
+    tol = TERM_ATOL + TERM_RTOL * float(c.g.abs().max())
+    for d in range(diff.dim()):
+        if diff.shape[d] > 1 and bool(((diff - diff.mean(d, keepdim=True)).abs() <= tol).all()):
+            ex = _example("missing_broadcast_term", c.name, d)
+            return (f"wrong by a term that is the same along dim {d}: a contribution that reached this tensor "
+                    f"through a broadcast along dim {d} is missing" + (f" (for example {ex})" if ex else ""))
+    return None
+
+
+def relative_error(c: Case) -> str:
+    """The fallback: how many entries are off and how far."""
+    return (f"{int(c.off.sum())} of {c.dt.numel()} entries are off; relative error {rel_error(c.dt, c.g):.1e}. "
+            "Re-derive the local derivative, then check the chain rule")
+
+
+VALUE_RULES: list[Callable[[Case], str | None]] = [
+    non_finite, reference_not_finite, all_zeros, sign_flipped, constant_factor, one_per_row, few_entries_off,
+    missing_broadcast_term, relative_error,
+]
+RULES = FORM_RULES + VALUE_RULES
+
+
+def _first(rules: list[Callable[[Case], str | None]], c: Case) -> tuple[str | None, str | None]:
+    """(rule name, diagnosis) of the first rule that recognises the mistake, or (None, None)."""
+    for rule in rules:
+        msg = rule(c)
+        if msg is not None:
+            return rule.__name__, msg
+    return None, None
+
+
+def _verdict(c: Case) -> Check:
+    rule, msg = _first(FORM_RULES, c)
+    if msg is not None:
+        return Check(c.name, False, False, None, msg, rule)
+    c.dt, c.g = c.dt.detach(), c.g.detach()  # values only from here on: no graph to build
+    finite = bool(torch.isfinite(c.dt).all() and torch.isfinite(c.g).all())
+    maxdiff = (float((c.dt - c.g).abs().max()) if c.dt.numel() else 0.0) if finite else None
+    if finite and torch.allclose(c.dt, c.g, RTOL, ATOL):
+        return Check(c.name, True, bool(torch.equal(c.dt, c.g)), maxdiff)
+    rule, msg = _first(VALUE_RULES, c)  # relative_error, the last, always answers
+    if c.changed:  # the learner's formula may be right: it was fed changed forward values
+        who = f"{', '.join(c.changed)} {'was' if len(c.changed) == 1 else 'were'}"
+        msg = (f"{who} changed in place since the forward pass, so this verdict may come from that change, not "
+               f"from your formula: re-run the forward-pass and backward cells, then check again. As it stands: {msg}")
+    return Check(c.name, False, False, maxdiff, msg, rule)
 
 
 # ----------------------------------------------------------------------------------------------
-# numerical gradients, to check without autograd
+# finite differences, to check without autograd
 
 
 def numerical_grad(f: Callable[[], Any], x: torch.Tensor, index: tuple[int, ...], h: float = 1e-6) -> float:
@@ -333,6 +555,69 @@ def numerical_grad(f: Callable[[], Any], x: torch.Tensor, index: tuple[int, ...]
 
 
 def rel_error(a: float | torch.Tensor, b: float | torch.Tensor) -> float:
-    """max |a - b| / max(|a| + |b|): about 1e-7 or less is right in float64, above 1e-2 is wrong."""
-    a, b = torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64)
-    return float(((a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-12)).max())
+    """The largest entrywise relative error, max over entries of |a - b| / (|a| + |b|), in float64.
+
+    Each denominator is at least 1e-12, so entries that are 0 in both count as 0. About 1e-7 or less is
+    right in float64, above 1e-2 is wrong. 0.0 for empty tensors.
+    """
+    a, b = (torch.as_tensor(x).detach().to(torch.float64) for x in (a, b))
+    err = (a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-12)
+    return float(err.max()) if err.numel() else 0.0
+
+
+try:
+    from torch.autograd.gradcheck import GradcheckError
+except ImportError:  # older torch raises a RuntimeError with the same message
+    GradcheckError = RuntimeError  # type: ignore[misc,assignment]
+
+GRADCHECK = dict(eps=1e-6, atol=1e-5, rtol=1e-3)  # central differences in float64: 1e-6 steps are accurate to ~1e-9
+MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to input (\d+)")
+NUMBER = re.compile(r"nan|-?inf|[-+]?\d+\.\d*(?:e[-+]?\d+)?")
+
+
+def gradcheck(fn: Callable[..., Any], inputs: Any, name: str = "your backward") -> bool:
+    """Check `fn`'s backward (e.g. a torch.autograd.Function's apply) against finite differences; say so plainly.
+
+    `inputs`: a tuple of float64 tensors with requires_grad=True (and any others fn takes). Prints one line and
+    returns True when torch.autograd.gradcheck passes; never lets a traceback out.
+    """
+    inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    for i, x in enumerate(inputs):
+        if isinstance(x, torch.Tensor) and x.requires_grad and x.dtype != torch.float64:
+            _say(f"input {i} is {x.dtype}, not torch.float64: finite differences are too coarse in lower "
+                 "precision to judge a gradient; pass x.double() (the verdict below may be wrong)", "warning: ")
+    full = getattr(torch._tensor_str, "printoptions", None)  # full Jacobians in the error message, to read them
+    try:
+        with warnings.catch_warnings(), (full(threshold=math.inf, precision=10) if full else contextlib.nullcontext()):
+            warnings.filterwarnings("ignore", message="Input #")  # torch's float64 warning; ours above is plainer
+            torch.autograd.gradcheck(fn, inputs, raise_exception=True, **GRADCHECK)
+    except Exception as e:
+        _say(_gradcheck_failure(e, inputs, name))
+        return False
+    _say(f"gradcheck passed: {name} agrees with finite differences (float64)")
+    return True
+
+
+def _gradcheck_failure(e: Exception, inputs: tuple, name: str) -> str:
+    """One plain line for what went wrong in gradcheck: which input's gradient is off and by how much."""
+    text, first = str(e), next((s for s in str(e).splitlines() if s.strip()), "").strip().rstrip(".")
+    found = MISMATCH.search(text) if isinstance(e, GradcheckError) else None
+    if found is None:
+        return (f"gradcheck could not check {name}: {type(e).__name__}: {first}. Check that forward and backward run "
+                "on these inputs, and that backward returns one gradient per input of forward (None where none is "
+                "needed), each with its input's shape")
+    output, j = map(int, found.groups())
+    differentiable = [k for k, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
+    i = differentiable[j] if j < len(differentiable) else j  # gradcheck counts only the inputs that require grad
+    head = f"gradcheck failed: the gradient with respect to input {i} (of {len(inputs)}) is wrong"
+    head += f" for output {output}" if output else ""
+    numerical, _, analytical = text[found.end():].partition("analytical:")
+    num, ana = (torch.tensor([float(s) for s in NUMBER.findall(part)]) for part in (numerical, analytical))
+    size = inputs[i].numel() if i < len(inputs) and isinstance(inputs[i], torch.Tensor) else 0
+    if "..." in text or size == 0 or num.numel() == 0 or num.shape != ana.shape or num.numel() % size:
+        return head  # a summarised message: the numbers cannot be read back
+    k = int((num - ana).abs().nan_to_num(math.inf).argmax())
+    entry, out_entry = divmod(k, num.numel() // size)  # gradcheck's Jacobian is (input entries, output entries)
+    where = f"entry {entry}" + (f", output entry {out_entry}" if num.numel() > size else "")
+    return (f"{head}: largest difference {abs(float(num[k] - ana[k])):.2g} between your backward and finite "
+            f"differences (at {where}: yours {float(ana[k]):.4g}, finite differences {float(num[k]):.4g})")
