@@ -273,6 +273,8 @@ def read_source(name: str):
 def version(src, name: str, which: str):
     """The `solution`, `learner` or `grading` notebook made from a source read by read_source."""
     nb = copy.deepcopy(src)
+    if which != "solution":  # from the source's markers, before they are rendered away: the same ids in each
+        add_nbgrader_metadata(nb)
     if which == "learner":
         nb.cells = [c for c in nb.cells if "solution" not in c.metadata.get("tags", [])]
     for c in nb.cells:
@@ -282,8 +284,6 @@ def version(src, name: str, which: str):
             c.source = FOLD[0] + c.source + FOLD[1]
     nb.cells.insert(0, nbformat.v4.new_markdown_cell(link_cell_source(name, which != "learner"),
                                                      metadata={"tags": ["badge"]}))
-    if which != "solution":
-        add_nbgrader_metadata(nb)
     for i, c in enumerate(nb.cells):  # stable ids: a rebuild changes no id
         c["id"] = f"c{i:03d}"
         if c.cell_type == "code":
