@@ -355,8 +355,9 @@ def kept_dim_missing(c: Case) -> str | None:
     dt, g = c.dt, c.g
     if dt.shape == g.shape or [d for d in dt.shape if d != 1] != [d for d in g.shape if d != 1]:
         return None
+    fix = "sum with keepdim=True" if dt.dim() < g.dim() else "sum without keepdim=True"
     return (f"{c.shape_head}: they differ only by a size-1 dimension. Broadcasting would hide this in a comparison, "
-            f"but the gradient must have exactly the tensor's shape: sum with keepdim=True, or .view{c.want}")
+            f"but the gradient must have exactly the tensor's shape: {fix}, or .view{c.want}")
 
 
 def transposed(c: Case) -> str | None:

@@ -22,10 +22,8 @@
 
 
 # %%
-import ast
 import inspect
 import math
-import textwrap
 from types import SimpleNamespace
 
 import torch
@@ -253,9 +251,8 @@ print("train:", tuple(Xtr.shape), " dev:", tuple(Xdev.shape), " test:", tuple(Xt
 #   values instead, because exact zeros and ones can **hide a wrong gradient**: if `bngain` were all ones, a gradient
 #   that forgot to multiply by `bngain` would still match; if `W2` were all zeros, the gradient flowing into `h`
 #   would be zero whatever came from above. Small random numbers unmask such mistakes.
-# * **`b1` is kept on purpose.** A bias right before BatchNorm is useless: BatchNorm subtracts the batch mean, so
-#   any constant shift added before it cancels. Its gradient is therefore zero (up to rounding), and checking that
-#   you get zero is a good test in itself.
+# * **`b1` is kept on purpose.** A bias right before BatchNorm is an odd parameter, and its gradient makes a good
+#   puzzle: 4.11 asks you to predict it.
 
 
 # %%
@@ -306,7 +303,9 @@ assert torch.allclose(fw.loss, F.cross_entropy(fw.logits, Yb))   # the atoms add
 # ### Autograd's reference
 #
 # PyTorch keeps the gradients of leaf tensors (the parameters) only. `retain_grad()` asks it to keep those of the
-# intermediates too, so that every one of your gradients has a reference to be compared with.
+# intermediates too, so that every one of your gradients has a reference to be compared with. The last line asks
+# the checker to watch the forward tensors: if your code ever changes one of them in place (say
+# `fw.h.detach().mul_(2)`), every later check says so, instead of blaming a formula that may be right.
 
 
 # %%
@@ -318,6 +317,7 @@ for t in vars(fw).values():
 fw.loss.backward()
 print("intermediates with a reference gradient:",
       sum(torch.is_tensor(t) and t.grad_fn is not None for t in vars(fw).values()) - 1)   # minus the loss itself
+utils.watch(fw)   # from now on, every check warns if one of these tensors is changed in place
 
 
 # %% [markdown]
@@ -325,10 +325,17 @@ print("intermediates with a reference gradient:",
 #
 # You now walk from the loss back to `C`, one forward line at a time. Each step is a small function: its arguments
 # are the upstream gradient(s) and the forward tensors of that line, its body is yours, and the check below it
-# compares your result with autograd's. (Sizes such as `n`, `n_embd` and `vocab_size` are read from the notebook.)
-# Keeping each step a function lets section 5 re-run your whole backward pass in float64 without autograd.
-# Work from the top down: each step needs the gradients of the steps above it (a step whose input is still `...`
-# is not run, and says so).
+# compares your result with autograd's. (Sizes such as `n` and `vocab_size` are read from the tensors or the
+# notebook.) Keeping each step a function lets section 5 re-run your whole backward pass in float64 without autograd.
+#
+# **Derive first, then open.** Each step gives the goal, the forward line, the shapes and which rule applies; the
+# derivation comes after the check, folded in the exercise version. Work it out on paper, write the code, run the
+# check; open the hints if you are stuck, and the derivation once you have tried.
+#
+# **Any step, in any order.** Every check judges only its own step. When a step needs an upstream gradient that is
+# still `...` or not right yet, it is fed autograd's instead and says so in one line. So if 4.4 will not come out,
+# go on with 4.5 and come back later. Section 5 then chains your own steps, with no stand-ins, and names the first
+# one where the chain departs.
 #
 # Four rules will carry you through:
 #
@@ -346,9 +353,9 @@ print("intermediates with a reference gradient:",
 # depends on your CPU, so a correct line may read `exact: False` on your machine and `True` on another. Section 4.14
 # says which lines are expected to be bit-exact, and why the others are not.
 #
-# A finite-difference helper confirms each local derivative numerically before you use it, as learners working
-# through this lecture often did: it nudges $x$ by $\pm h$ and compares $\frac{f(x+h) - f(x-h)}{2h}$ with the
-# formula, in float64.
+# A finite-difference helper confirms each local derivative numerically once you have derived it, as learners
+# working through this lecture often did: it nudges $x$ by $\pm h$ and compares $\frac{f(x+h) - f(x-h)}{2h}$ with
+# the formula, in float64.
 
 
 # %% [markdown]
@@ -379,23 +386,15 @@ check_local("d(x^2)/dx = 2x (a sanity check)", lambda x: x**2, lambda x: 2 * x)
 
 
 # %% [markdown]
-# The exercise starts here: the scoreboard is cleared, and 26 checks are to come.
+# The exercise starts here: the scoreboard is cleared, and 26 checks are to come. Each check runs your step through
+# `step(backward_x, *inputs, fw=fw)`, which feeds it autograd's upstream gradient where yours is missing or not
+# right yet (`fw` holds autograd's gradients), and which turns a step that raises into one printed line.
 
 
 # %%
-utils.reset_scoreboard()
+# include: lecture.OUTPUTS, lecture.why_unfit, lecture._parameters, lecture._call, lecture.step
 
-def step(backward_fn, *args):
-    """Call one of your backward steps. If a gradient it needs is still `...` (a step above is not filled in
-    yet), say so and pass `...` on, instead of failing inside your function with a TypeError."""
-    waiting = [name for name, a in zip(inspect.signature(backward_fn).parameters, args) if a is ...]
-    if not waiting:
-        return backward_fn(*args)
-    print(f"{backward_fn.__name__} not run yet: {' and '.join(waiting)} {'is' if len(waiting) == 1 else 'are'} still `...` "
-          "(fill in the step above first)")
-    returned = [r.value for r in ast.walk(ast.parse(textwrap.dedent(inspect.getsource(backward_fn))))
-                if isinstance(r, ast.Return)][-1]
-    return (...,) * len(returned.elts) if isinstance(returned, ast.Tuple) else ...
+utils.reset_scoreboard()
 
 
 # %% [markdown]
@@ -403,23 +402,19 @@ def step(backward_fn, *args):
 #
 # **Goal:** `dlogprobs`, the gradient of the loss with respect to `logprobs`, shape `(n, vocab_size)`.
 #
-# **The math.** The loss reads one entry per row, the log-probability of the right next character $y_i$, and
-# averages them with a minus sign:
+# ```
+# loss = -logprobs[range(n), Yb].mean()   # (): one entry per row, the log-probability of the right character
+# ```
 #
-# $$L = -\frac{1}{n}\sum_{i=1}^{n} \mathrm{logprobs}_{i,\,y_i}.$$
-#
-# Take $n = 3$: $L = -\frac{1}{3}(a + b + c)$ with $a, b, c$ the three picked entries. Then
-# $\frac{\partial L}{\partial a} = -\frac{1}{3}$, and the same for $b$ and $c$. Every entry that is *not* picked does
-# not appear in $L$ at all: changing it changes nothing, so its derivative is $0$. Hence
-#
-# $$\frac{\partial L}{\partial\, \mathrm{logprobs}_{ij}} = \begin{cases} -\frac{1}{n} & j = y_i \\ 0 & \text{otherwise.}\end{cases}$$
+# **Your turn.** Differentiate the loss with respect to *every* entry of `logprobs`, picked or not. The rule is a
+# local derivative: write the mean out for $n = 3$ and see what each entry contributes.
 
 
 # %%
 # include: lecture.backward_logprobs
 
 # %% tags=["check"]
-dlogprobs = step(backward_logprobs, fw.logprobs, Yb)
+dlogprobs = step(backward_logprobs, fw.logprobs, Yb, fw=fw)
 utils.cmp("logprobs", dlogprobs, fw.logprobs, n=n)
 
 # %% [markdown]
@@ -436,6 +431,19 @@ utils.cmp("logprobs", dlogprobs, fw.logprobs, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **The math.** The loss reads one entry per row, the log-probability of the right next character $y_i$, and
+# averages them with a minus sign:
+#
+# $$L = -\frac{1}{n}\sum_{i=1}^{n} \mathrm{logprobs}_{i,\,y_i}.$$
+#
+# Take $n = 3$: $L = -\frac{1}{3}(a + b + c)$ with $a, b, c$ the three picked entries. Then
+# $\frac{\partial L}{\partial a} = -\frac{1}{3}$, and the same for $b$ and $c$. Every entry that is *not* picked does
+# not appear in $L$ at all: changing it changes nothing, so its derivative is $0$. Hence
+#
+# $$\frac{\partial L}{\partial\, \mathrm{logprobs}_{ij}} = \begin{cases} -\frac{1}{n} & j = y_i \\ 0 & \text{otherwise.}\end{cases}$$
+
+
 # %% [markdown]
 # **Insight.** Most of a gradient can be zero: only $n$ of the $n \times$ `vocab_size` log-probabilities reach the
 # loss. The factor $1/n$ comes from the mean; with a sum instead, every gradient below would be $n$ times larger.
@@ -444,25 +452,21 @@ utils.cmp("logprobs", dlogprobs, fw.logprobs, n=n)
 # %% [markdown]
 # ### 4.2 · `probs`
 #
-# **Goal:** `dprobs`, shape `(n, vocab_size)`, through `logprobs = probs.log()`.
+# **Goal:** `dprobs`, shape `(n, vocab_size)`.
 #
-# **The math.** The log acts elementwise, with local derivative $\frac{d}{dx}\log x = \frac{1}{x}$. Chain rule,
-# entry by entry:
+# ```
+# logprobs = probs.log()   # (n, vocab_size), entry by entry
+# ```
 #
-# $$\frac{\partial L}{\partial\, \mathrm{probs}_{ij}} = \frac{1}{\mathrm{probs}_{ij}} \cdot \frac{\partial L}{\partial\, \mathrm{logprobs}_{ij}}.$$
-#
-# First, the local derivative, numerically:
-
-
-# %%
-check_local("d(log x)/dx = 1/x", torch.log, lambda x: 1 / x)
+# **Your turn.** An elementwise operation: find the local derivative of $\log x$ and multiply it, entry by entry,
+# by the upstream gradient `dlogprobs`.
 
 
 # %%
 # include: lecture.backward_probs
 
 # %% tags=["check"]
-dprobs = step(backward_probs, dlogprobs, fw.probs)
+dprobs = step(backward_probs, dlogprobs, fw.probs, fw=fw)
 utils.cmp("probs", dprobs, fw.probs, n=n)
 
 # %% [markdown]
@@ -479,6 +483,19 @@ utils.cmp("probs", dprobs, fw.probs, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **The math.** The log acts elementwise, with local derivative $\frac{d}{dx}\log x = \frac{1}{x}$. Chain rule,
+# entry by entry:
+#
+# $$\frac{\partial L}{\partial\, \mathrm{probs}_{ij}} = \frac{1}{\mathrm{probs}_{ij}} \cdot \frac{\partial L}{\partial\, \mathrm{logprobs}_{ij}}.$$
+#
+# The local derivative, checked numerically:
+
+
+# %%
+check_local("d(log x)/dx = 1/x", torch.log, lambda x: 1 / x)
+
+
 # %% [markdown]
 # **Insight.** If the network gives the right character a low probability, $1/\mathrm{probs}$ is large: the gradient
 # is strongest exactly where the model is most wrong. If it gives probability 1, $\partial L/\partial\mathrm{probs}$
@@ -488,28 +505,25 @@ utils.cmp("probs", dprobs, fw.probs, n=n)
 # %% [markdown]
 # ### 4.3 · `counts_sum_inv`: broadcasting becomes a sum
 #
-# **Goal:** `dcounts_sum_inv`, shape `(n, 1)`, through `probs = counts * counts_sum_inv`.
+# **Goal:** `dcounts_sum_inv`, shape `(n, 1)`.
+#
+# ```
+# probs = counts * counts_sum_inv   # (n, vocab_size) * (n, 1) -> (n, vocab_size)
+# ```
 #
 # **Shapes first.** `counts` is `(n, vocab_size)` and `counts_sum_inv` is `(n, 1)`: before multiplying, PyTorch
 # *broadcasts* the column, copying it across all `vocab_size` columns. So each number $s_i$ of `counts_sum_inv`
-# is used `vocab_size` times, once per entry of row $i$:
+# is used `vocab_size` times, once per entry of row $i$.
 #
-# $$\mathrm{probs}_{ij} = \mathrm{counts}_{ij}\, s_i \quad\Rightarrow\quad \frac{\partial\, \mathrm{probs}_{ij}}{\partial s_i} = \mathrm{counts}_{ij}.$$
-#
-# A value used many times gets the sum of the gradients of all its uses:
-#
-# $$\frac{\partial L}{\partial s_i} = \sum_{j} \mathrm{counts}_{ij}\, \frac{\partial L}{\partial\, \mathrm{probs}_{ij}}.$$
-
-
-# %% [markdown]
-# ![Broadcasting (n, 1) to (n, 27) in the forward pass is a sum in the backward pass](attachment:broadcast_sum.png)
+# **Your turn.** Find the local derivative of one product $\mathrm{counts}_{ij}\, s_i$ with respect to $s_i$, then
+# apply rule 2: a broadcast in the forward pass is a sum over the copies in the backward pass.
 
 
 # %%
 # include: lecture.backward_counts_sum_inv
 
 # %% tags=["check"]
-dcounts_sum_inv = step(backward_counts_sum_inv, dprobs, fw.counts)
+dcounts_sum_inv = step(backward_counts_sum_inv, dprobs, fw.counts, fw=fw)
 utils.cmp("counts_sum_inv", dcounts_sum_inv, fw.counts_sum_inv, n=n)
 
 # %% [markdown]
@@ -527,6 +541,20 @@ utils.cmp("counts_sum_inv", dcounts_sum_inv, fw.counts_sum_inv, n=n)
 
 
 # %% [markdown]
+# ![Broadcasting (n, 1) to (n, 27) in the forward pass is a sum in the backward pass](attachment:broadcast_sum.png)
+
+
+# %% [markdown] tags=["derivation"]
+# **The math.** Each product uses $s_i$ once:
+#
+# $$\mathrm{probs}_{ij} = \mathrm{counts}_{ij}\, s_i \quad\Rightarrow\quad \frac{\partial\, \mathrm{probs}_{ij}}{\partial s_i} = \mathrm{counts}_{ij}.$$
+#
+# A value used many times gets the sum of the gradients of all its uses:
+#
+# $$\frac{\partial L}{\partial s_i} = \sum_{j} \mathrm{counts}_{ij}\, \frac{\partial L}{\partial\, \mathrm{probs}_{ij}}.$$
+
+
+# %% [markdown]
 # **Insight.** Forward: a broadcast copies a value; backward: the copies' gradients are summed. `keepdim=True` keeps
 # the shape `(n, 1)`; without it you would get `(n,)`, which broadcasts differently (along rows!) in later steps.
 
@@ -536,40 +564,29 @@ utils.cmp("counts_sum_inv", dcounts_sum_inv, fw.counts_sum_inv, n=n)
 #
 # **Goal:** `dcounts_sum`, shape `(n, 1)`, then `dcounts`, shape `(n, vocab_size)`.
 #
-# **`counts_sum`.** `counts_sum_inv = counts_sum**-1`, and $\frac{d}{dx}x^{-1} = -x^{-2}$, elementwise:
+# ```
+# counts_sum = counts.sum(1, keepdim=True)   # (n, 1)
+# counts_sum_inv = counts_sum**-1            # (n, 1)
+# probs = counts * counts_sum_inv            # (n, vocab_size)
+# ```
 #
-# $$\frac{\partial L}{\partial\, \mathrm{counts\_sum}_i} = -\mathrm{counts\_sum}_i^{-2}\; \frac{\partial L}{\partial\, \mathrm{counts\_sum\_inv}_i}.$$
-#
-# **`counts`** is used twice in the forward pass: in `probs = counts * counts_sum_inv`, and in
-# `counts_sum = counts.sum(1, keepdim=True)`. Its gradient is the sum of both paths:
-#
-# * through `probs`: the local derivative is the other factor, $s_i$ (broadcast across the row);
-# * through `counts_sum`: $\mathrm{counts\_sum}_i = \sum_j \mathrm{counts}_{ij}$, so $\frac{\partial\, \mathrm{counts\_sum}_i}{\partial\, \mathrm{counts}_{ij}} = 1$.
-#   A sum routes its gradient unchanged to every term: each entry of row $i$ receives $\frac{\partial L}{\partial\, \mathrm{counts\_sum}_i}$.
-#
-# $$\frac{\partial L}{\partial\, \mathrm{counts}_{ij}} = s_i \frac{\partial L}{\partial\, \mathrm{probs}_{ij}} + \frac{\partial L}{\partial\, \mathrm{counts\_sum}_i}.$$
-
-
-# %% [markdown]
-# ![counts is used twice: its gradient is the sum of both paths](attachment:fanout_counts.png)
-
-
-# %%
-check_local("d(x^-1)/dx = -x^-2", lambda x: x**-1, lambda x: -x**-2)
+# **Your turn.** `dcounts_sum`: the local derivative of $x^{-1}$, times the upstream `dcounts_sum_inv`, elementwise.
+# `dcounts`: `counts` is used twice, in `probs` and in `counts_sum`, so by rule 3 its gradient is the sum of two
+# paths; on the second, a sum in the forward pass becomes a broadcast in the backward pass (rule 2, read backwards).
 
 
 # %%
 # include: lecture.backward_counts
 
 # %% tags=["check"]
-dcounts_sum, dcounts = step(backward_counts, dcounts_sum_inv, dprobs, fw.counts, fw.counts_sum, fw.counts_sum_inv)
+dcounts_sum, dcounts = step(backward_counts, dcounts_sum_inv, dprobs, fw.counts, fw.counts_sum, fw.counts_sum_inv, fw=fw)
 utils.cmp("counts_sum", dcounts_sum, fw.counts_sum, n=n)
 utils.cmp("counts", dcounts, fw.counts, n=n)
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
 #
-# `dcounts_sum` is elementwise: local derivative (just checked above) times upstream, shape `(n, 1)`.
+# `dcounts_sum` is elementwise: local derivative ($-x^{-2}$) times upstream, shape `(n, 1)`.
 #
 # </details>
 #
@@ -587,6 +604,31 @@ utils.cmp("counts", dcounts, fw.counts, n=n)
 
 
 # %% [markdown]
+# ![counts is used twice: its gradient is the sum of both paths](attachment:fanout_counts.png)
+
+
+# %% [markdown] tags=["derivation"]
+# **`counts_sum`.** `counts_sum_inv = counts_sum**-1`, and $\frac{d}{dx}x^{-1} = -x^{-2}$, elementwise:
+#
+# $$\frac{\partial L}{\partial\, \mathrm{counts\_sum}_i} = -\mathrm{counts\_sum}_i^{-2}\; \frac{\partial L}{\partial\, \mathrm{counts\_sum\_inv}_i}.$$
+#
+# **`counts`** is used twice in the forward pass: in `probs = counts * counts_sum_inv`, and in
+# `counts_sum = counts.sum(1, keepdim=True)`. Its gradient is the sum of both paths:
+#
+# * through `probs`: the local derivative is the other factor, $s_i$ (broadcast across the row);
+# * through `counts_sum`: $\mathrm{counts\_sum}_i = \sum_j \mathrm{counts}_{ij}$, so $\frac{\partial\, \mathrm{counts\_sum}_i}{\partial\, \mathrm{counts}_{ij}} = 1$.
+#   A sum routes its gradient unchanged to every term: each entry of row $i$ receives $\frac{\partial L}{\partial\, \mathrm{counts\_sum}_i}$.
+#
+# $$\frac{\partial L}{\partial\, \mathrm{counts}_{ij}} = s_i \frac{\partial L}{\partial\, \mathrm{probs}_{ij}} + \frac{\partial L}{\partial\, \mathrm{counts\_sum}_i}.$$
+#
+# The local derivative of the power, checked numerically:
+
+
+# %%
+check_local("d(x^-1)/dx = -x^-2", lambda x: x**-1, lambda x: -x**-2)
+
+
+# %% [markdown]
 # **Insight.** Forgetting one path of a tensor used twice is the most common mistake in this exercise, and
 # the check catches it at once. Notice also the duality at work: `counts_sum` was a **sum** in the forward pass, and
 # its gradient was **broadcast** back to every term.
@@ -597,32 +639,35 @@ utils.cmp("counts", dcounts, fw.counts, n=n)
 #
 # **Goal:** `dnorm_logits` `(n, vocab_size)`, `dlogit_maxes` `(n, 1)`, `dlogits` `(n, vocab_size)`.
 #
-# **`norm_logits`.** `counts = norm_logits.exp()`, and $\frac{d}{dx}e^x = e^x$: the local derivative is the output,
-# `counts`, itself.
+# ```
+# logit_maxes = logits.max(1, keepdim=True).values   # (n, 1): the largest logit of each row
+# norm_logits = logits - logit_maxes                 # (n, vocab_size): subtract it so exp cannot overflow
+# counts = norm_logits.exp()                         # (n, vocab_size)
+# ```
 #
-# **`norm_logits = logits - logit_maxes`** is a subtraction with a broadcast `(n, 1)` column:
-#
-# * to `logits` the local derivative is $1$: the gradient passes through unchanged;
-# * to `logit_maxes` it is $-1$, and the column was broadcast across the row, so its gradient is minus the sum
-#   over the row.
-#
-# **`logit_maxes = logits.max(1, keepdim=True).values`**: in each row, only the largest logit was copied out. The max
-# is a router: the entry that won receives the upstream gradient (local derivative $1$), every other entry receives
-# $0$ (changing a loser a little does not change the max). That pattern is a **one-hot** row: a 1 at the position of
-# the max, 0 elsewhere.
-#
-# `logits` is used twice again (directly, and through `logit_maxes`), so its gradient is the sum of both paths.
+# **Predict first.** `logit_maxes` is there only for numerical safety. Before deriving anything: will its gradient
+# `dlogit_maxes` come out mostly `"positive"`, mostly `"negative"`, or `"zero"` (up to rounding)?
 
 
 # %%
-check_local("d(exp x)/dx = exp x", torch.exp, torch.exp)
+# BEGIN SOLUTION
+#@ predicted_dlogit_maxes = ...  # TODO: "positive", "negative" or "zero"
+predicted_dlogit_maxes = "zero"
+# END SOLUTION
+
+
+# %% [markdown]
+# **Your turn.** Three lines, from the bottom up: `exp` has a local derivative you know; the subtraction of a
+# broadcast column has local derivatives $+1$ and $-1$, and the column's gradient is a sum over the broadcast (rule
+# 2); and `max` depends on only one entry of each row. Which one, and with what local derivative? `logits` is used
+# twice, directly and through the max (rule 3).
 
 
 # %%
 # include: lecture.backward_logits
 
 # %% tags=["check"]
-dnorm_logits, dlogit_maxes, dlogits = step(backward_logits, dcounts, fw.counts, fw.norm_logits, fw.logits)
+dnorm_logits, dlogit_maxes, dlogits = step(backward_logits, dcounts, fw.counts, fw.norm_logits, fw.logits, fw=fw)
 utils.cmp("norm_logits", dnorm_logits, fw.norm_logits, n=n)
 utils.cmp("logit_maxes", dlogit_maxes, fw.logit_maxes, n=n)
 utils.cmp("logits", dlogits, fw.logits, n=n)
@@ -653,9 +698,45 @@ utils.cmp("logits", dlogits, fw.logits, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **`norm_logits`.** `counts = norm_logits.exp()`, and $\frac{d}{dx}e^x = e^x$: the local derivative is the output,
+# `counts`, itself.
+#
+# **`norm_logits = logits - logit_maxes`** is a subtraction with a broadcast `(n, 1)` column:
+#
+# * to `logits` the local derivative is $1$: the gradient passes through unchanged;
+# * to `logit_maxes` it is $-1$, and the column was broadcast across the row, so its gradient is minus the sum
+#   over the row.
+#
+# **`logit_maxes = logits.max(1, keepdim=True).values`**: in each row, only the largest logit was copied out. The max
+# is a router: the entry that won receives the upstream gradient (local derivative $1$), every other entry receives
+# $0$ (changing a loser a little does not change the max). That pattern is a **one-hot** row: a 1 at the position of
+# the max, 0 elsewhere.
+#
+# `logits` is used twice again (directly, and through `logit_maxes`), so its gradient is the sum of both paths.
+#
+# The local derivative of `exp`, checked numerically:
+
+
 # %%
-if dlogit_maxes is not ...:
-    print(f"largest |dlogit_maxes|: {dlogit_maxes.abs().max().item():.0e}  (zero up to rounding)")
+check_local("d(exp x)/dx = exp x", torch.exp, torch.exp)
+
+
+# %% [markdown]
+# Your prediction, against autograd's `dlogit_maxes`:
+
+
+# %%
+truth = fw.logit_maxes.grad                       # autograd's dlogit_maxes, (n, 1)
+scale = fw.logits.grad.abs().max()                # the size of a gradient that matters here
+actual = ("zero" if truth.abs().max() < 1e-4 * scale   # zero up to float32 rounding
+          else "positive" if truth.sum() > 0 else "negative")
+if predicted_dlogit_maxes is ...:
+    print("no prediction yet: set predicted_dlogit_maxes above, then run this cell again")
+else:
+    verdict = "right" if str(predicted_dlogit_maxes).strip().strip('"').lower() == actual else "wrong"
+    print(f"you predicted {predicted_dlogit_maxes!r}: {verdict}. dlogit_maxes is {actual}: its largest entry is "
+          f"{truth.abs().max().item():.0e} in size, against {scale.item():.0e} for dlogits")
 
 
 # %% [markdown]
@@ -667,9 +748,41 @@ if dlogit_maxes is not ...:
 # %% [markdown]
 # ### 4.6 · `h`, `W2`, `b2`: the matrix multiplication, derived from a tiny case
 #
-# **Goal:** `dh` `(n, n_hidden)`, `dW2` `(n_hidden, vocab_size)`, `db2` `(vocab_size,)`, through
-# `logits = h @ W2 + b2`.
+# **Goal:** `dh` `(n, n_hidden)`, `dW2` `(n_hidden, vocab_size)`, `db2` `(vocab_size,)`.
 #
+# ```
+# logits = h @ W2 + b2   # (n, n_hidden) @ (n_hidden, vocab_size) + (vocab_size,) -> (n, vocab_size)
+# ```
+#
+# **Your turn.** Do not look for a matrix formula: on paper, take $D = AB + c$ with 2×2 matrices, write the four
+# entries of $D$ out, and see which entries each $a_{ij}$ appears in (rule 3: sum over its uses). Then let the shapes
+# choose the product: `dh` must come out `(n, n_hidden)`. `b2` was broadcast down the rows (rule 2).
+
+
+# %%
+# include: lecture.backward_layer2
+
+# %% tags=["check"]
+dh, dW2, db2 = step(backward_layer2, dlogits, fw.h, W2, fw=fw)
+utils.cmp("h", dh, fw.h, n=n)
+utils.cmp("W2", dW2, W2, n=n)
+utils.cmp("b2", db2, b2, n=n)
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Write the shapes: `dlogits` is `(n, vocab_size)`, `h` is `(n, n_hidden)`, `W2` is `(n_hidden, vocab_size)`. Which product of `dlogits` with `W2` or `W2.T` gives `(n, n_hidden)`?
+#
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# For `dW2` you need `(n_hidden, vocab_size)` from `h` and `dlogits`: the `n` dimension must be summed away by the product. For `db2`: `b2` is 1-D, so sum over the batch dimension without `keepdim`.
+#
+# </details>
+
+
+# %% [markdown] tags=["derivation"]
 # **The math, on a 2×2 case.** Let $D = AB + c$ with
 #
 # $$\begin{pmatrix} d_{11} & d_{12} \\ d_{21} & d_{22} \end{pmatrix} =
@@ -704,29 +817,6 @@ print("dA = dD B^T:", torch.allclose(A.grad, dD @ B.T),
       "| dc = column sums of dD:", torch.allclose(c.grad, dD.sum(0)))
 
 
-# %%
-# include: lecture.backward_layer2
-
-# %% tags=["check"]
-dh, dW2, db2 = step(backward_layer2, dlogits, fw.h, W2)
-utils.cmp("h", dh, fw.h, n=n)
-utils.cmp("W2", dW2, W2, n=n)
-utils.cmp("b2", db2, b2, n=n)
-
-# %% [markdown]
-# <details><summary>Hint 1</summary>
-#
-# Write the shapes: `dlogits` is `(n, vocab_size)`, `h` is `(n, n_hidden)`, `W2` is `(n_hidden, vocab_size)`. Which product of `dlogits` with `W2` or `W2.T` gives `(n, n_hidden)`?
-#
-# </details>
-#
-# <details><summary>Hint 2</summary>
-#
-# For `dW2` you need `(n_hidden, vocab_size)` from `h` and `dlogits`: the `n` dimension must be summed away by the product. For `db2`: `b2` is 1-D, so sum over the batch dimension without `keepdim`.
-#
-# </details>
-
-
 # %% [markdown]
 # **Insight.** A matrix multiplication's backward pass is two more matrix multiplications, and the bias's is a sum
 # over the batch. Each of the $n$ examples adds its contribution to `dW2`: the product sums over the batch for you.
@@ -735,21 +825,21 @@ utils.cmp("b2", db2, b2, n=n)
 # %% [markdown]
 # ### 4.7 · `hpreact`: through the tanh
 #
-# **Goal:** `dhpreact`, shape `(n, n_hidden)`, through `h = torch.tanh(hpreact)`.
+# **Goal:** `dhpreact`, shape `(n, n_hidden)`.
 #
-# **The math.** With $h = \tanh(x)$, $\frac{dh}{dx} = 1 - \tanh^2(x) = 1 - h^2$: the derivative is easiest to
-# write with the *output*, which the forward pass already computed.
-
-
-# %%
-check_local("d(tanh x)/dx = 1 - tanh(x)^2", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2)
+# ```
+# h = torch.tanh(hpreact)   # (n, n_hidden), entry by entry
+# ```
+#
+# **Your turn.** Elementwise again: the local derivative of $\tanh$, times the upstream `dh`. The step is given `h`,
+# not `hpreact`: write the derivative with the output.
 
 
 # %%
 # include: lecture.backward_tanh
 
 # %% tags=["check"]
-dhpreact = step(backward_tanh, dh, fw.h)
+dhpreact = step(backward_tanh, dh, fw.h, fw=fw)
 utils.cmp("hpreact", dhpreact, fw.hpreact, n=n)
 
 # %% [markdown]
@@ -760,6 +850,15 @@ utils.cmp("hpreact", dhpreact, fw.hpreact, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **The math.** With $h = \tanh(x)$, $\frac{dh}{dx} = 1 - \tanh^2(x) = 1 - h^2$: the derivative is easiest to
+# write with the *output*, which the forward pass already computed. Checked numerically:
+
+
+# %%
+check_local("d(tanh x)/dx = 1 - tanh(x)^2", torch.tanh, lambda x: 1 - torch.tanh(x) ** 2)
+
+
 # %% [markdown]
 # **Insight.** This is the saturation of section 2 inside our network: wherever $|h|$ is close to 1, the factor
 # $1 - h^2$ is close to 0 and the neuron passes almost nothing back.
@@ -768,22 +867,22 @@ utils.cmp("hpreact", dhpreact, fw.hpreact, n=n)
 # %% [markdown]
 # ### 4.8 · `bngain`, `bnbias`, `bnraw`
 #
-# **Goal:** `dbngain` `(1, n_hidden)`, `dbnbias` `(1, n_hidden)`, `dbnraw` `(n, n_hidden)`, through
-# `hpreact = bngain * bnraw + bnbias`.
+# **Goal:** `dbngain` `(1, n_hidden)`, `dbnbias` `(1, n_hidden)`, `dbnraw` `(n, n_hidden)`.
 #
-# **The math.** Entry by entry, $\mathrm{hpreact}_{ij} = \gamma_j\, \mathrm{bnraw}_{ij} + \beta_j$, where the gain
-# $\gamma$ and the bias $\beta$ are `(1, n_hidden)` rows broadcast down the $n$ examples. So
+# ```
+# hpreact = bngain * bnraw + bnbias   # (1, n_hidden) * (n, n_hidden) + (1, n_hidden) -> (n, n_hidden)
+# ```
 #
-# $$\frac{\partial L}{\partial\, \mathrm{bnraw}_{ij}} = \gamma_j \frac{\partial L}{\partial\, \mathrm{hpreact}_{ij}}, \qquad
-# \frac{\partial L}{\partial \gamma_j} = \sum_i \mathrm{bnraw}_{ij} \frac{\partial L}{\partial\, \mathrm{hpreact}_{ij}}, \qquad
-# \frac{\partial L}{\partial \beta_j} = \sum_i \frac{\partial L}{\partial\, \mathrm{hpreact}_{ij}}.$$
+# **Your turn.** Entry by entry this is $\gamma_j\, \mathrm{bnraw}_{ij} + \beta_j$: take the local derivative with
+# respect to each of the three. The gain and the bias are rows broadcast down the $n$ examples (rule 2); `bnraw` is
+# not broadcast.
 
 
 # %%
 # include: lecture.backward_bn_affine
 
 # %% tags=["check"]
-dbngain, dbnbias, dbnraw = step(backward_bn_affine, dhpreact, bngain, fw.bnraw)
+dbngain, dbnbias, dbnraw = step(backward_bn_affine, dhpreact, bngain, fw.bnraw, fw=fw)
 utils.cmp("bngain", dbngain, bngain, n=n)
 utils.cmp("bnbias", dbnbias, bnbias, n=n)
 utils.cmp("bnraw", dbnraw, fw.bnraw, n=n)
@@ -800,6 +899,15 @@ utils.cmp("bnraw", dbnraw, fw.bnraw, n=n)
 # For the two broadcast parameters, compute the per-example gradient (shape `(n, n_hidden)`) and sum it over dim 0 with `keepdim=True`. For `dbnraw`, the broadcast goes the other way and needs no sum.
 #
 # </details>
+
+
+# %% [markdown] tags=["derivation"]
+# **The math.** Entry by entry, $\mathrm{hpreact}_{ij} = \gamma_j\, \mathrm{bnraw}_{ij} + \beta_j$, where the gain
+# $\gamma$ and the bias $\beta$ are `(1, n_hidden)` rows broadcast down the $n$ examples. So
+#
+# $$\frac{\partial L}{\partial\, \mathrm{bnraw}_{ij}} = \gamma_j \frac{\partial L}{\partial\, \mathrm{hpreact}_{ij}}, \qquad
+# \frac{\partial L}{\partial \gamma_j} = \sum_i \mathrm{bnraw}_{ij} \frac{\partial L}{\partial\, \mathrm{hpreact}_{ij}}, \qquad
+# \frac{\partial L}{\partial \beta_j} = \sum_i \frac{\partial L}{\partial\, \mathrm{hpreact}_{ij}}.$$
 
 
 # %% [markdown]
@@ -820,27 +928,16 @@ utils.cmp("bnraw", dbnraw, fw.bnraw, n=n)
 # bnraw     = bndiff * bnvar_inv                             # (n, n_hidden)
 # ```
 #
-# **The math, from the bottom line up.**
-#
-# * `bnraw = bndiff * bnvar_inv`: `bnvar_inv` is a row broadcast down the batch, so
-#   $\frac{\partial L}{\partial\, \mathrm{bnvar\_inv}_j} = \sum_i \mathrm{bndiff}_{ij}\, \frac{\partial L}{\partial\, \mathrm{bnraw}_{ij}}$,
-#   and the first path into `bndiff` is $\mathrm{bnvar\_inv}_j\, \frac{\partial L}{\partial\, \mathrm{bnraw}_{ij}}$.
-# * `bnvar_inv = (bnvar + ε)^{-1/2}`: $\frac{d}{dv}(v + \varepsilon)^{-1/2} = -\tfrac{1}{2}(v + \varepsilon)^{-3/2}$, elementwise.
-# * `bnvar = (1/(n-1)) Σ_i bndiff2`: a sum over the batch, so in the backward pass each of the $n$ entries of a
-#   column receives the column's gradient, scaled by $\frac{1}{n-1}$ (a **broadcast**).
-# * `bndiff2 = bndiff**2`: local derivative $2\,\mathrm{bndiff}$. That is the second path into `bndiff`, which is used
-#   twice (in `bnraw` and in `bndiff2`): add it to the first.
-
-
-# %%
-check_local("d((x+1e-5)^-0.5)/dx = -0.5(x+1e-5)^-1.5", lambda x: (x + 1e-5) ** -0.5, lambda x: -0.5 * (x + 1e-5) ** -1.5)
+# **Your turn.** From the bottom line up, one line at a time, each with a rule you have used: a row broadcast down
+# the batch (`bnvar_inv` in `bnraw`: rule 2), a power (a local derivative), a sum over the batch (a broadcast in the
+# backward pass, with its $\frac{1}{n-1}$), a square. `bndiff` is used twice, in `bnraw` and in `bndiff2` (rule 3).
 
 
 # %%
 # include: lecture.backward_bn_var
 
 # %% tags=["check"]
-dbnvar_inv, dbnvar, dbndiff2, dbndiff = step(backward_bn_var, dbnraw, fw.bndiff, fw.bndiff2, fw.bnvar, fw.bnvar_inv)
+dbnvar_inv, dbnvar, dbndiff2, dbndiff = step(backward_bn_var, dbnraw, fw.bndiff, fw.bndiff2, fw.bnvar, fw.bnvar_inv, fw=fw)
 utils.cmp("bnvar_inv", dbnvar_inv, fw.bnvar_inv, n=n)
 utils.cmp("bnvar", dbnvar, fw.bnvar, n=n)
 utils.cmp("bndiff2", dbndiff2, fw.bndiff2, n=n)
@@ -849,7 +946,7 @@ utils.cmp("bndiff", dbndiff, fw.bndiff, n=n)
 # %% [markdown]
 # <details><summary>Hint 1</summary>
 #
-# Go line by line from the bottom: `dbnvar_inv` first (a sum over dim 0, keep the dimension), then `dbnvar` (elementwise, the local derivative checked just above), then `dbndiff2`, then `dbndiff`.
+# Go line by line from the bottom: `dbnvar_inv` first (a sum over dim 0, keep the dimension), then `dbnvar` (elementwise, local derivative of $(v + \varepsilon)^{-1/2}$), then `dbndiff2`, then `dbndiff`.
 #
 # </details>
 #
@@ -866,6 +963,25 @@ utils.cmp("bndiff", dbndiff, fw.bndiff, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **The math, from the bottom line up.**
+#
+# * `bnraw = bndiff * bnvar_inv`: `bnvar_inv` is a row broadcast down the batch, so
+#   $\frac{\partial L}{\partial\, \mathrm{bnvar\_inv}_j} = \sum_i \mathrm{bndiff}_{ij}\, \frac{\partial L}{\partial\, \mathrm{bnraw}_{ij}}$,
+#   and the first path into `bndiff` is $\mathrm{bnvar\_inv}_j\, \frac{\partial L}{\partial\, \mathrm{bnraw}_{ij}}$.
+# * `bnvar_inv = (bnvar + ε)^{-1/2}`: $\frac{d}{dv}(v + \varepsilon)^{-1/2} = -\tfrac{1}{2}(v + \varepsilon)^{-3/2}$, elementwise.
+# * `bnvar = (1/(n-1)) Σ_i bndiff2`: a sum over the batch, so in the backward pass each of the $n$ entries of a
+#   column receives the column's gradient, scaled by $\frac{1}{n-1}$ (a **broadcast**).
+# * `bndiff2 = bndiff**2`: local derivative $2\,\mathrm{bndiff}$. That is the second path into `bndiff`, which is used
+#   twice (in `bnraw` and in `bndiff2`): add it to the first.
+#
+# The local derivative of the power, checked numerically:
+
+
+# %%
+check_local("d((x+1e-5)^-0.5)/dx = -0.5(x+1e-5)^-1.5", lambda x: (x + 1e-5) ** -0.5, lambda x: -0.5 * (x + 1e-5) ** -1.5)
+
+
 # %% [markdown]
 # **Insight.** Here is the duality of the two rules in one place: `bnvar` **summed** over the batch in the forward
 # pass, so its gradient is **broadcast** over the batch in the backward pass; `bnvar_inv` was **broadcast**, so its
@@ -875,27 +991,23 @@ utils.cmp("bndiff", dbndiff, fw.bndiff, n=n)
 # %% [markdown]
 # ### 4.10 · `bnmeani`, `hprebn`: the mean
 #
-# **Goal:** `dbnmeani` `(1, n_hidden)`, then `dhprebn` `(n, n_hidden)`, through
+# **Goal:** `dbnmeani` `(1, n_hidden)`, then `dhprebn` `(n, n_hidden)`.
 #
 # ```
 # bnmeani = 1 / n * hprebn.sum(0, keepdim=True)   # (1, n_hidden)
 # bndiff  = hprebn - bnmeani                      # (n, n_hidden)
 # ```
 #
-# **The math.** In `bndiff = hprebn - bnmeani`, the local derivative to `hprebn` is $1$ and to `bnmeani` is $-1$,
-# with `bnmeani` broadcast down the rows (so: sum). `hprebn` is used twice, directly and through the mean:
-# $\mathrm{bnmeani}_j = \frac{1}{n}\sum_i \mathrm{hprebn}_{ij}$ gives each entry of column $j$ the gradient
-# $\frac{1}{n}\frac{\partial L}{\partial\, \mathrm{bnmeani}_j}$. So
-#
-# $$\frac{\partial L}{\partial\, \mathrm{hprebn}_{ij}} = \frac{\partial L}{\partial\, \mathrm{bndiff}_{ij}} + \frac{1}{n}\frac{\partial L}{\partial\, \mathrm{bnmeani}_j}, \qquad
-# \frac{\partial L}{\partial\, \mathrm{bnmeani}_j} = -\sum_i \frac{\partial L}{\partial\, \mathrm{bndiff}_{ij}}.$$
+# **Your turn.** The subtraction has local derivatives $+1$ and $-1$, with `bnmeani` broadcast down the rows (rule
+# 2). `hprebn` is used twice, directly and through the mean (rule 3); the mean is a sum over the batch, so on that
+# path the gradient is broadcast back down the rows, with its $\frac{1}{n}$.
 
 
 # %%
 # include: lecture.backward_bn_mean
 
 # %% tags=["check"]
-dbnmeani, dhprebn = step(backward_bn_mean, dbndiff, fw.hprebn)
+dbnmeani, dhprebn = step(backward_bn_mean, dbndiff, fw.hprebn, fw=fw)
 utils.cmp("bnmeani", dbnmeani, fw.bnmeani, n=n)
 utils.cmp("hprebn", dhprebn, fw.hprebn, n=n)
 
@@ -913,26 +1025,70 @@ utils.cmp("hprebn", dhprebn, fw.hprebn, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **The math.** In `bndiff = hprebn - bnmeani`, the local derivative to `hprebn` is $1$ and to `bnmeani` is $-1$,
+# with `bnmeani` broadcast down the rows (so: sum). `hprebn` is used twice, directly and through the mean:
+# $\mathrm{bnmeani}_j = \frac{1}{n}\sum_i \mathrm{hprebn}_{ij}$ gives each entry of column $j$ the gradient
+# $\frac{1}{n}\frac{\partial L}{\partial\, \mathrm{bnmeani}_j}$. So
+#
+# $$\frac{\partial L}{\partial\, \mathrm{hprebn}_{ij}} = \frac{\partial L}{\partial\, \mathrm{bndiff}_{ij}} + \frac{1}{n}\frac{\partial L}{\partial\, \mathrm{bnmeani}_j}, \qquad
+# \frac{\partial L}{\partial\, \mathrm{bnmeani}_j} = -\sum_i \frac{\partial L}{\partial\, \mathrm{bndiff}_{ij}}.$$
+
+
 # %% [markdown]
-# **Insight.** Look at `dbnmeani`: it is the only route by which `b1` could matter, and the next step will show that
-# the two paths into `hprebn` cancel exactly for a constant shift: each column of `dhprebn` sums to zero.
+# **Insight.** Sum a column of `dhprebn`: the direct path gives $\sum_i \partial L/\partial\,\mathrm{bndiff}_{ij}$, and
+# the path through the mean gives $n \cdot \frac{1}{n}\, \partial L/\partial\,\mathrm{bnmeani}_j$, exactly minus that.
+# So every column of `dhprebn` sums to zero, whatever the upstream gradient. Keep that in mind for the next step.
 
 
 # %% [markdown]
 # ### 4.11 · `embcat`, `W1`, `b1`: the first linear layer
 #
-# **Goal:** `dembcat` `(n, n_embd * block_size)`, `dW1` `(n_embd * block_size, n_hidden)`, `db1` `(n_hidden,)`,
-# through `hprebn = embcat @ W1 + b1`. Nothing new: it is the matrix multiplication of 4.6.
+# **Goal:** `dembcat` `(n, n_embd * block_size)`, `dW1` `(n_embd * block_size, n_hidden)`, `db1` `(n_hidden,)`.
+#
+# ```
+# hprebn = embcat @ W1 + b1   # (n, n_embd * block_size) @ (n_embd * block_size, n_hidden) + (n_hidden,)
+# ```
+#
+# **Predict first.** `b1` adds the same number to every entry of a column of `hprebn`, one number per column. How
+# many of the `n_hidden` entries of `db1` will be nonzero, beyond rounding?
+
+
+# %%
+# BEGIN SOLUTION
+#@ predicted_db1_nonzero = ...  # TODO: a number from 0 to n_hidden
+predicted_db1_nonzero = 0
+# END SOLUTION
+
+
+# %% [markdown]
+# **Your turn.** Nothing new: the matrix multiplication and the broadcast bias of 4.6, with other names.
 
 
 # %%
 # include: lecture.backward_layer1
 
 # %% tags=["check"]
-dembcat, dW1, db1 = step(backward_layer1, dhprebn, fw.embcat, W1)
+dembcat, dW1, db1 = step(backward_layer1, dhprebn, fw.embcat, W1, fw=fw)
 utils.cmp("embcat", dembcat, fw.embcat, n=n)
 utils.cmp("W1", dW1, W1, n=n)
 utils.cmp("b1", db1, b1, n=n)
+
+# %% [markdown]
+# **A check of `db1` that can fail.** The `b1` line above would pass for any `db1` close to zero, even for
+# `torch.zeros_like(b1)`, because the true `db1` of this batch is zero up to rounding (more on that just below). So
+# your `backward_layer1` runs once more, on a made-up upstream gradient whose columns do not sum to zero: now `db1`
+# is far from zero, and only the right one passes. On the scoreboard, this verdict takes the place of the `b1` line
+# above.
+
+
+# %% tags=["check"]
+gu = torch.Generator().manual_seed(2147483647)
+dhprebn_test = torch.randn(fw.hprebn.shape, generator=gu)          # (n, n_hidden): not mean-free
+W1_test, b1_test = W1.detach().clone().requires_grad_(), b1.detach().clone().requires_grad_()
+(fw.embcat.detach() @ W1_test + b1_test).backward(dhprebn_test)   # autograd's gradients for this upstream
+_, _, db1_test = step(backward_layer1, dhprebn_test, fw.embcat.detach(), W1_test.detach())
+utils.cmp("b1", db1_test, b1_test, n=n)
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -940,32 +1096,58 @@ utils.cmp("b1", db1, b1, n=n)
 # Same three shapes puzzle as in 4.6, with `hprebn`, `embcat`, `W1`, `b1` in place of `logits`, `h`, `W2`, `b2`.
 #
 # </details>
-
-
-# %%
-if db1 is not ...:
-    print(f"largest |db1|: {db1.abs().max().item():.0e}  (zero up to rounding: BatchNorm cancels b1)")
+#
+# <details><summary>Hint 2</summary>
+#
+# `db1` is 1-D, like `db2`: sum `dhprebn` over the batch dimension without `keepdim`.
+#
+# </details>
 
 
 # %% [markdown]
-# **Insight.** `db1` is zero up to rounding, as promised: a bias right before BatchNorm is wasted parameters, which
-# is why real networks drop it. Autograd's `b1.grad` is tiny noise too; both agree within the tolerance.
+# Your prediction, against autograd's `db1` for the real batch:
+
+
+# %%
+truth = b1.grad                                     # autograd's db1, (n_hidden,)
+scale = fw.hprebn.grad.abs().max()                  # the size of a gradient that matters here
+actual = int((truth.abs() > 1e-4 * scale).sum())    # entries beyond float32 rounding
+if predicted_db1_nonzero is ...:
+    print("no prediction yet: set predicted_db1_nonzero above, then run this cell again")
+else:
+    right = isinstance(predicted_db1_nonzero, (int, float)) and predicted_db1_nonzero == actual
+    print(f"you predicted {predicted_db1_nonzero!r}: {'right' if right else 'wrong'}. {actual} of {truth.numel()} "
+          f"entries of db1 are nonzero: the largest is {truth.abs().max().item():.0e} in size, "
+          f"against {scale.item():.0e} for dhprebn")
+
+
+# %% [markdown]
+# **Insight.** `db1` is the column sums of `dhprebn`, and 4.10 showed that every one of them is zero. In terms of
+# paths: `b1` reaches the loss along two of them, directly through `bndiff` and through the mean `bnmeani`.
+# Raising `b1` raises a whole column of `hprebn`; along the first path that raises `bndiff`, along the second it
+# raises `bnmeani`, which lowers `bndiff` by exactly as much. The two paths cancel, so a bias right before BatchNorm
+# is a wasted parameter, which is why real networks drop it. Autograd's `b1.grad` is rounding noise too, and
+# rounding noise agrees with rounding noise within the tolerance: that is why the first `b1` line could not tell.
 
 
 # %% [markdown]
 # ### 4.12 · `emb`: undoing a view
 #
-# **Goal:** `demb`, shape `(n, block_size, n_embd)`, through `embcat = emb.view(emb.shape[0], -1)`.
+# **Goal:** `demb`, shape `(n, block_size, n_embd)`.
 #
-# **The math.** A view only rearranges the same numbers into a new shape: each entry of `embcat` *is* one entry of
-# `emb`. The local derivative is 1 and the gradient only needs to be put back in the original shape.
+# ```
+# embcat = emb.view(emb.shape[0], -1)   # (n, block_size, n_embd) -> (n, block_size * n_embd)
+# ```
+#
+# **Your turn.** Does a view change any number? What is its local derivative, and which shape must the gradient
+# have?
 
 
 # %%
 # include: lecture.backward_view
 
 # %% tags=["check"]
-demb = step(backward_view, dembcat, fw.emb)
+demb = step(backward_view, dembcat, fw.emb, fw=fw)
 utils.cmp("emb", demb, fw.emb, n=n)
 
 # %% [markdown]
@@ -976,24 +1158,29 @@ utils.cmp("emb", demb, fw.emb, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **The math.** A view only rearranges the same numbers into a new shape: each entry of `embcat` *is* one entry of
+# `emb`. The local derivative is 1 and the gradient only needs to be put back in the original shape.
+
+
 # %% [markdown]
 # ### 4.13 · `C`: the embedding backward is a scatter-add
 #
-# **Goal:** `dC`, shape `(vocab_size, n_embd)`, through `emb = C[Xb]`.
+# **Goal:** `dC`, shape `(vocab_size, n_embd)`.
 #
-# **The math.** Indexing copies rows: `emb[k, j] = C[Xb[k, j]]`, a row of `C` for every character of every context.
-# A character that occurs several times in the batch (the '.' padding, or a frequent 'a') has its row copied
-# several times: its gradient is the **sum** over all the places it was copied to. Rows of characters that do not
-# occur get zero.
+# ```
+# emb = C[Xb]   # (vocab_size, n_embd) indexed by (n, block_size) -> (n, block_size, n_embd)
+# ```
 #
-# First write it as a loop, one copy at a time, so that the logic is plain:
+# **Your turn.** `emb[k, j]` is a copy of one row of `C`: which one? And what does a row that is copied several
+# times receive (rule 3)? First write it as a loop, one copy at a time, so that the logic is plain:
 
 
 # %%
 # include: lecture.backward_embedding_loop
 
 # %% tags=["check"]
-dC = step(backward_embedding_loop, demb, Xb, C)
+dC = step(backward_embedding_loop, demb, Xb, C, fw=fw)
 utils.cmp("C", dC, C, n=n)
 
 # %% [markdown]
@@ -1010,6 +1197,13 @@ utils.cmp("C", dC, C, n=n)
 # </details>
 
 
+# %% [markdown] tags=["derivation"]
+# **The math.** Indexing copies rows: `emb[k, j] = C[Xb[k, j]]`, a row of `C` for every character of every context.
+# A character that occurs several times in the batch (the '.' padding, or a frequent 'a') has its row copied
+# several times: its gradient is the **sum** over all the places it was copied to. Rows of characters that do not
+# occur get zero.
+
+
 # %% [markdown]
 # Now without Python loops. `Tensor.index_add_(dim, index, source)` adds each row `source[i]` into row `index[i]`,
 # accumulating repeated indices: exactly a scatter-add. Flatten the `n × block_size` copies into one list of
@@ -1020,7 +1214,7 @@ utils.cmp("C", dC, C, n=n)
 # include: lecture.backward_embedding
 
 # %% tags=["check"]
-dC = step(backward_embedding, demb, Xb, C)
+dC = step(backward_embedding, demb, Xb, C, fw=fw)
 utils.cmp("C", dC, C, n=n)
 
 # %% [markdown]
@@ -1064,8 +1258,10 @@ print("index_add_     :", torch.zeros(3).index_add_(0, torch.tensor([0, 0, 2]), 
 #   fused multiply-add instructions, computes $1 - h \cdot h$ with one rounding where `1.0 - h**2` rounds twice.
 #   That last-bit difference in `dhpreact` then flows into every gradient below it, although each of those is
 #   computed exactly as autograd computes it.
+# * The second `b1` check of 4.11 is bit-exact again: its upstream gradient is made up, so no tanh reaches it.
+#   Its verdict is the one the scoreboard keeps for `b1`.
 #
-# So this notebook's scoreboard, built on such a machine, reads 26/26 correct, 11 bit-exact; yours may differ
+# So this notebook's scoreboard, built on such a machine, reads 26/26 correct, 12 bit-exact; yours may differ
 # in the second number and that is fine. You can watch the single rounding make the difference on a random tensor
 # (the printed verdicts depend on your CPU):
 
@@ -1109,62 +1305,46 @@ print("1 - y*y fused (one rounding) bit-exact:", torch.equal(one_rounding, x.gra
 #   worse. A gradient that is zero in exact arithmetic (`b1`!) has nothing to be relative to, so it passes when both
 #   estimates are below $10^{-8}$ in absolute value.
 #
-# First, your steps chained in order: each function receives, by the names of its arguments, the forward tensors
-# and the gradients computed so far. A step that is not filled in yet (or whose input is not) is skipped.
+# First, your steps chained in order, from the loss down to `C`: each one receives, by the names of its arguments,
+# the forward tensors and the gradients that *your* steps above it computed. No stand-ins from autograd now: a step
+# that is wrong passes its mistake on. `run_chain` compares each gradient with autograd's from section 4 and names
+# the first step where your chain departs from it: the place to look first.
 
 
 # %%
-STEPS = [  # (your function, the names of what it returns), from the loss down to C
-    (backward_logprobs, "dlogprobs"),
-    (backward_probs, "dprobs"),
-    (backward_counts_sum_inv, "dcounts_sum_inv"),
-    (backward_counts, "dcounts_sum dcounts"),
-    (backward_logits, "dnorm_logits dlogit_maxes dlogits"),
-    (backward_layer2, "dh dW2 db2"),
-    (backward_tanh, "dhpreact"),
-    (backward_bn_affine, "dbngain dbnbias dbnraw"),
-    (backward_bn_var, "dbnvar_inv dbnvar dbndiff2 dbndiff"),
-    (backward_bn_mean, "dbnmeani dhprebn"),
-    (backward_layer1, "dembcat dW1 db1"),
-    (backward_view, "demb"),
-    (backward_embedding, "dC"),
-]
+# include: lecture.run_chain
 
-def run_backward(fw):
-    """Every step above on the forward tensors in fw; returns all tensors and gradients by name (... = not yet)."""
-    values = dict(vars(fw))
-    for step, outputs in STEPS:
-        names = outputs.split()
-        args = [values[p] for p in inspect.signature(step).parameters]
-        result = step(*args) if all(a is not ... for a in args) else ...
-        if len(names) == 1 or result is ...:
-            result = (result,) * len(names)
-        values.update(zip(names, result))
-    return values
+your_steps = [backward_logprobs, backward_probs, backward_counts_sum_inv, backward_counts, backward_logits,
+              backward_layer2, backward_tanh, backward_bn_affine, backward_bn_var, backward_bn_mean,
+              backward_layer1, backward_view, backward_embedding]   # from the loss down to C
 
 
 # %%
 names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
 params64 = {name: p.detach().double() for name, p in zip(names, parameters)}   # the same model, in float64
+autograds = {"d" + name: t.grad for name, t in vars(fw).items() if torch.is_tensor(t) and t.grad is not None}
 
 def loss64():
     return forward(**params64, Xb=Xb, Yb=Yb).loss
 
-with torch.no_grad():
-    grads64 = run_backward(forward(**params64, Xb=Xb, Yb=Yb))   # your backward, no autograd anywhere
+with torch.no_grad():   # your backward, no autograd anywhere
+    grads64 = run_chain(your_steps, forward(**params64, Xb=Xb, Yb=Yb), reference=autograds)
 
+
+# %%
 threshold, samples = 1e-6, 10
 gs = torch.Generator().manual_seed(2147483647)
 all_ok = True
 for name, p in params64.items():
     idx = [tuple(torch.randint(0, size, (1,), generator=gs).item() for size in p.shape) for _ in range(samples)]
     yours = grads64["d" + name]
-    if yours is ...:
-        print(f"{name:7s} skipped: d{name} is not computed yet (its step, or one above it, is not filled in)")
+    unfit = why_unfit(yours, p, name)
+    if unfit:
+        print(f"{name:7s} skipped: d{name} {unfit}")
         all_ok = False
         continue
     numerical = torch.tensor([utils.numerical_grad(loss64, p, i) for i in idx], dtype=torch.float64)
-    ours = torch.stack([yours[i] for i in idx])
+    ours = torch.stack([yours[i] for i in idx]).double()
     if max(ours.abs().max().item(), numerical.abs().max().item()) < 1e-8:
         print(f"{name:7s} zero in both (largest |gradient| below 1e-8), as BatchNorm implies")
         continue

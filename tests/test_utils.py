@@ -141,7 +141,15 @@ def test_kept_dimension_dropped(m, capsys):
     dbngain = (t["bnraw"] * d["hpreact"]).sum(0)  # (64,) for (1, 64)
     assert (dbngain - t["bngain"].grad).abs().max() < 1e-6  # broadcasting hides it: the lecture's cmp passes it
     res, out = run(capsys, "bngain", dbngain, t["bngain"], rule="kept_dim_missing")
-    assert not res and "(64,)" in out and "(1, 64)" in out and "keepdim=True" in out
+    assert not res and "(64,)" in out and "(1, 64)" in out and "sum with keepdim=True" in out
+
+
+def test_kept_dimension_added(m, capsys):
+    """The other way round, a db1 of shape (1, 64) for b1 (64,), as a real learner shipped it."""
+    t, d = m["t"], m["d"]
+    db1 = d["hprebn"].sum(0, keepdim=True)
+    res, out = run(capsys, "b1", db1, t["b1"], rule="kept_dim_missing")
+    assert not res and "sum without keepdim=True" in out and ".view(64,)" in out
 
 
 def test_transposed(m, capsys):
