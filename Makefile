@@ -2,24 +2,37 @@
 #   make lab    create .venv if needed, install, start JupyterLab on notebooks/ (localhost, token auth on)
 #   make test   create .venv if needed, install, run every test (unit tests + nbval on all 8 notebooks)
 # Maintainers: make notebooks | make figures | make bench   (see README)
+# Teachers:    make grade SUBMISSIONS=path   (grades a class with nbgrader; see README)
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 # jupyter refuses to start as root unless told; containers and CI machines often run as root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# Optional extra package index for torch, passed to pip as --extra-index-url; on Linux without a GPU,
+#   make lab TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# installs the CPU-only build (a few hundred MB) instead of PyPI's CUDA build (several GB). It only acts when
+# the install below runs (no .venv yet, or requirements.txt changed): an installed torch==2.13.0 already
+# satisfies the pin, so pip would not swap its build; to switch, rm -rf .venv first. Unset: pip line unchanged.
+TORCH_INDEX ?=
+TORCH_INDEX_OPT := $(if $(TORCH_INDEX), --extra-index-url $(TORCH_INDEX))
 
-.PHONY: lab test notebooks figures bench
+.PHONY: lab test notebooks figures bench grade
 
 $(VENV)/installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt$(TORCH_INDEX_OPT)
+	touch $@
+
+# Teachers only (make grade; make test runs the grading test): nbgrader. make lab never installs it.
+$(VENV)/teacher-installed: requirements-teacher.txt $(VENV)/installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-teacher.txt
 	touch $@
 
 lab: $(VENV)/installed
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=notebooks $(ROOT_FLAG)
 
-test: $(VENV)/installed
+test: $(VENV)/installed $(VENV)/teacher-installed
 	env -u MPLBACKEND $(PY) -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -v
 
@@ -29,5 +42,11 @@ notebooks: $(VENV)/installed
 figures: $(VENV)/installed
 	$(PY) tools/make_figures.py
 
+# bench also records its output in course/bench_as_run.txt, which notebook 04 shows (make notebooks after it)
 bench: $(VENV)/installed
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py --record course/bench_as_run.txt
+
+# Grade a class with nbgrader: make grade SUBMISSIONS=path, path/<learner>/<notebook>.ipynb (README, For teachers)
+grade: $(VENV)/installed $(VENV)/teacher-installed
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/class"; exit 2; }
+	$(PY) tools/grade.py "$(SUBMISSIONS)"

@@ -244,7 +244,7 @@ def autograd_gradients(sizes, Xtr, Ytr, seed, dtype):
 def check_gradients(sizes, Xtr, Ytr, seed=2147483647, names=tuple(STEPS)[1:], dtypes=(torch.float32, torch.float64)):
     """For each named step (by default every one but the reference, the lecture's autograd step) and dtype:
     (all parameters allclose to loss.backward()'s, max |diff|). float32's tolerance (atol 1e-7) is the rounding
-    of sums over a batch of 32; for large batches check in float64 only."""
+    of sums over a batch of a few dozen; for large batches check in float64 only."""
     tolerance = {torch.float32: dict(rtol=1e-5, atol=1e-7), torch.float64: dict(rtol=0.0, atol=1e-12)}
     results = {}
     for dtype in dtypes:

@@ -230,7 +230,8 @@ def _slug(source: str) -> str:
 def add_nbgrader_metadata(nb) -> None:
     """Answer cells (a solution region), graded checks (tag `check`) and locked code cells, for nbgrader.
 
-    A check's points are the number of gradients it checks (its utils.cmp / utils.gradcheck calls).
+    A check's points are the number of gradients it checks (its utils.cmp / utils.gradcheck calls), unless the
+    source states them in the cell's header (`points=7`, for a check that calls cmp in a loop).
     grade_ids come from the source, so the exercise version and the grading source agree on them.
     """
     seen: dict[str, int] = {}
@@ -238,9 +239,10 @@ def add_nbgrader_metadata(nb) -> None:
         if c.cell_type != "code":
             continue
         tags = c.metadata.get("tags", [])
+        points = c.metadata.pop("points", None)  # a source may state them: `# %% tags=["check"] points=7`
         if "check" in tags:
-            kind, meta = "check", dict(grade=True, solution=False, locked=True,
-                                       points=max(1, len(re.findall(r"utils\.(?:cmp|gradcheck)\(", c.source))))
+            counted = max(1, len(re.findall(r"utils\.(?:cmp|gradcheck)\(", c.source)))
+            kind, meta = "check", dict(grade=True, solution=False, locked=True, points=int(points or counted))
         elif has_solution(c.source):
             kind, meta = "answer", dict(grade=False, solution=True, locked=False)
         else:
