@@ -259,10 +259,8 @@ print("train:", tuple(Xtr.shape), " dev:", tuple(Xdev.shape), " test:", tuple(Xt
 # include: lecture.init_params
 
 g = torch.Generator().manual_seed(2147483647)
-C, W1, b1, W2, b2, bngain, bnbias = init_params(vocab_size, n_embd, n_hidden, block_size, g)
-parameters = [C, W1, b1, W2, b2, bngain, bnbias]
-for p in parameters:
-    p.requires_grad = True
+parameters = init_params(vocab_size, n_embd, n_hidden, block_size, g, requires_grad=True)
+C, W1, b1, W2, b2, bngain, bnbias = parameters
 print("parameters:", sum(p.nelement() for p in parameters))
 
 

@@ -28,54 +28,8 @@ import torch
 import torch.nn.functional as F
 
 
-# %% [markdown]
-# ## Set-up: the lecture's model and one batch
-#
-# Every size lives in the next cell; everything after it is computed from these names.
-
-
-# %% tags=["sizes"]
-batch_size = 32   # n, the examples in one batch
-n_embd = 10       # dimensions of each character's embedding
-n_hidden = 64     # neurons in the hidden (BatchNorm) layer
-block_size = 3    # characters of context used to predict the next one
-
-
 # %%
-words = utils.load_words(ROOT / "names.txt")
-(Xtr, Ytr), (Xdev, Ydev), (Xte, Yte) = utils.split_dataset(words, block_size)
-vocab_size = utils.vocab_size
-print(f"{len(words)} names; {Xtr.shape[0]} training examples of {block_size} characters each")
-
-
-# %% [markdown]
-# The model of notebook 01: the same initialisation, the same batch, the same chunked forward pass.
-
-
-# %%
-# include: lecture.init_params
-
-g = torch.Generator().manual_seed(2147483647)
-C, W1, b1, W2, b2, bngain, bnbias = init_params(vocab_size, n_embd, n_hidden, block_size, g)
-parameters = [C, W1, b1, W2, b2, bngain, bnbias]
-for p in parameters:
-    p.requires_grad = True
-print(sum(p.nelement() for p in parameters), "parameters")
-
-
-# %%
-n = batch_size  # a shorter name, used everywhere below
-ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
-Xb, Yb = Xtr[ix], Ytr[ix]  # a batch: contexts (n, block_size), next characters (n,)
-print(f"batch: Xb {tuple(Xb.shape)}, Yb {tuple(Yb.shape)}")
-
-
-# %%
-# include: lecture.forward
-
-fw = forward(C, W1, b1, W2, b2, bngain, bnbias, Xb, Yb)
-logits, probs, loss = fw.logits, fw.probs, fw.loss  # the three tensors this notebook works with
-print(f"loss at init: {loss.item():.2f}")
+# include cells: model_setup.py
 
 
 # %% [markdown]
@@ -84,6 +38,7 @@ print(f"loss at init: {loss.item():.2f}")
 
 
 # %%
+logits, probs, loss = fw.logits, fw.probs, fw.loss  # the three tensors this notebook works with
 for p in parameters:
     p.grad = None
 logits.retain_grad()  # keep dL/dlogits: the reference for every check below

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 
 def init_params(vocab_size: int, n_embd: int, n_hidden: int, block_size: int, g: torch.Generator,
-                dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
+                dtype: torch.dtype = torch.float32, requires_grad: bool = False) -> list[torch.Tensor]:
     """The lecture's parameters [C, W1, b1, W2, b2, bngain, bnbias], drawn from the seeded generator `g`.
 
     No parameter starts at exactly 0 or 1 (the usual zero biases, unit gain): a gradient that is wrong only where
@@ -32,7 +32,10 @@ def init_params(vocab_size: int, n_embd: int, n_hidden: int, block_size: int, g:
     g_bn = torch.Generator().manual_seed(g.initial_seed())
     bngain = torch.randn((1, n_hidden), generator=g_bn, dtype=dtype) * 0.1 + 1.0
     bnbias = torch.randn((1, n_hidden), generator=g_bn, dtype=dtype) * 0.1
-    return [C, W1, b1, W2, b2, bngain, bnbias]
+    parameters = [C, W1, b1, W2, b2, bngain, bnbias]
+    for p in parameters:
+        p.requires_grad = requires_grad  # True: autograd records what is computed from them, for the reference
+    return parameters
 
 
 def forward(C, W1, b1, W2, b2, bngain, bnbias, Xb, Yb):

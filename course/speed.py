@@ -211,9 +211,7 @@ def new_step(name, sizes, Xtr, Ytr, g, dtype=torch.float32):
     """Fresh parameters drawn from g and the named step bound to them: returns (step(g, lr) -> loss, params)."""
     vocab_size, n_embd, n_hidden, block_size, batch_size = sizes
     fn, is_factory, needs_autograd = STEPS[name]
-    params = init_params(vocab_size, n_embd, n_hidden, block_size, g, dtype)
-    for p in params:
-        p.requires_grad = needs_autograd
+    params = init_params(vocab_size, n_embd, n_hidden, block_size, g, dtype, requires_grad=needs_autograd)
     if is_factory:
         return fn(params, Xtr, Ytr, batch_size), params
     return (lambda g, lr: fn(params, Xtr, Ytr, g, lr, batch_size)), params
@@ -418,9 +416,7 @@ def lecture_forward(sizes, Xtr, Ytr, seed=2147483647):
     the gradients the pieces start from (t.dhpreact, t.demb) and autograd's to compare with (t.grad)."""
     vocab_size, n_embd, n_hidden, block_size, n = sizes
     g = torch.Generator().manual_seed(seed)
-    params = init_params(vocab_size, n_embd, n_hidden, block_size, g)
-    for p in params:
-        p.requires_grad = True
+    params = init_params(vocab_size, n_embd, n_hidden, block_size, g, requires_grad=True)
     ix = torch.randint(0, Xtr.shape[0], (n,), generator=g)
     t = forward(*params, Xtr[ix], Ytr[ix])
     for x in (t.emb, t.hprebn, t.hpreact, t.logits):

@@ -20,9 +20,8 @@ def build(batch_size: int = 32, n_embd: int = 10, n_hidden: int = 64, block_size
     """Forward + loss.backward() with retain_grad; returns every tensor (name -> tensor) and `d` (manual)."""
     (Xtr, Ytr), _, _ = utils.split_dataset(utils.load_words(ROOT / "names.txt"), block_size)
     g = torch.Generator().manual_seed(2147483647)
-    params = dict(zip(PARAMS, lecture.init_params(utils.vocab_size, n_embd, n_hidden, block_size, g)))
-    for p in params.values():
-        p.requires_grad = True
+    params = dict(zip(PARAMS, lecture.init_params(utils.vocab_size, n_embd, n_hidden, block_size, g,
+                                                  requires_grad=True)))
     ix = torch.randint(0, Xtr.shape[0], (batch_size,), generator=g)
     Xb, Yb = Xtr[ix], Ytr[ix]
     fw = lecture.forward(**params, Xb=Xb, Yb=Yb)

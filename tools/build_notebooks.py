@@ -11,7 +11,8 @@ bottom with nbclient and stores their real outputs. What it adds on the way:
     tools/setup_cell.py with the checksums of utils.py and names.txt (written to checksums.sha256);
   * `# include: lecture.forward` lines in code cells become that definition from course/lecture.py (or any
     module in course/), so code shared by several notebooks, tests and tools is written once;
-    `# include solved: lecture.backward_probs` gives it with its solution markers removed (the answer shown);
+    `# include solved: lecture.backward_probs` gives it with its solution markers removed (the answer shown),
+    and a code cell `# include cells: model_setup.py` becomes all the cells of that percent-format file;
   * figures: `![caption](attachment:NAME.png)` in a markdown cell embeds figures/NAME.png, and a markdown line
     `<!-- include: course/bench_as_run.txt -->` shows that file (written by a program, e.g. make bench) as a block;
   * nbgrader cell metadata (answer, graded check, locked) in both versions, the same grade_id in each.
@@ -55,6 +56,7 @@ BASE_URL = f"https://raw.githubusercontent.com/{REPO}/{BRANCH}"
 BEGIN, END, PLACEHOLDER = "# BEGIN SOLUTION", "# END SOLUTION", "#@ "
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 INCLUDE = re.compile(r"^# include( solved)?: (.+)$")
+CELLS_INCLUDE = re.compile(r"# include cells: ([\w.-]+\.py)")  # a run of cells shared by several notebooks
 MD_INCLUDE = re.compile(r"^<!-- include: ([\w./-]+) -->$", re.M)  # a text file, shown as a code block
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 FOLD = ("<details><summary><b>Derivation</b>: open it after you have tried it on paper</summary>\n\n",
@@ -144,6 +146,12 @@ def expand_includes(source: str) -> str:
         else:
             out.append(line)
     return "\n".join(out)
+
+
+def included_cells(cell) -> list:
+    """A code cell that reads `# include cells: model_setup.py` becomes the cells of course/model_setup.py."""
+    m = CELLS_INCLUDE.fullmatch(cell.source.strip()) if cell.cell_type == "code" else None
+    return jupytext.read(SOURCES / m[1], fmt="py:percent").cells if m else [cell]
 
 
 # ---------------------------------------------------------------------------------------------- markers
@@ -259,6 +267,7 @@ def add_nbgrader_metadata(nb) -> None:
 def read_source(name: str):
     """The source as a notebook: includes expanded, generated cells filled, figures embedded."""
     nb = jupytext.read(SOURCES / f"{name}.py", fmt="py:percent")
+    nb.cells = [cell for c in nb.cells for cell in included_cells(c)]
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     for c in nb.cells:
         if c.cell_type == "code":

@@ -99,9 +99,7 @@ def fresh_forward(T: SimpleNamespace, seed: int, sizes: dict[str, int]) -> Simpl
     g = torch.Generator().manual_seed(seed)
     vocab_size = T.utils.vocab_size
     params = T.lecture.init_params(vocab_size, sizes["n_embd"], sizes["n_hidden"], sizes["block_size"], g,
-                                   dtype=torch.float64)
-    for p in params:
-        p.requires_grad_(True)
+                                   dtype=torch.float64, requires_grad=True)
     n = sizes["batch_size"]
     Xb = torch.randint(0, vocab_size, (n, sizes["block_size"]), generator=g)
     Yb = torch.randint(0, vocab_size, (n,), generator=g)
