@@ -7,6 +7,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+# make test runs on 2 workers (pytest-xdist); --dist loadfile keeps each notebook's cells, in order, on one worker
 # jupyter refuses to start as root unless told; containers and CI machines often run as root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Optional extra package index for torch, passed to pip as --extra-index-url; on Linux without a GPU,
@@ -34,7 +35,7 @@ lab: $(VENV)/installed
 
 test: $(VENV)/installed $(VENV)/teacher-installed
 	env -u MPLBACKEND $(PY) -m pytest tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg -v
+		--nbval-sanitize-with tests/nbval_sanitize.cfg -v -n 2 --dist loadfile
 
 notebooks: $(VENV)/installed
 	$(PY) tools/build_notebooks.py
