@@ -24,7 +24,7 @@
 utils.reset_scoreboard()  # count only this notebook's checks
 
 import statistics
-import timeit
+import time
 from types import SimpleNamespace  # what forward returns
 
 import torch
@@ -662,24 +662,14 @@ print("chunked backward agrees with autograd:",
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+# include: speed.clock, speed.time_calls, speed.format_table, speed.race
+
 if not hprebn_check:
     print("timing skipped until batchnorm_backward passes its check")
 else:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors gain nothing from more threads; one keeps timings steadier
-    try:
-        number, rounds = 100, 25
-        times_chunked, times_fused = [], []
-        for _ in range(rounds):  # interleaved rounds
-            times_chunked.append(timeit.timeit(lambda: chunked_batchnorm_backward(dhpreact), number=number) / number)
-            times_fused.append(timeit.timeit(lambda: batchnorm_backward(dhpreact, bngain, fw.bnvar_inv, fw.bnraw),
-                                             number=number) / number)
-        chunked_s, fused_s = statistics.median(times_chunked), statistics.median(times_fused)
-        print(f"chunked backward: {chunked_s * 1e6:7.1f} µs per call (median of {rounds} rounds of {number} calls)")
-        print(f"fused backward:   {fused_s * 1e6:7.1f} µs per call")
-        print(f"fused is {chunked_s / fused_s:.1f}x faster than chunked")
-    finally:
-        torch.set_num_threads(threads)
+    timed = race({"chunked": lambda: chunked_batchnorm_backward(dhpreact),
+                  "fused": lambda: batchnorm_backward(dhpreact, bngain, fw.bnvar_inv, fw.bnraw)})
+    print(f"fused is {timed['chunked'][1] / timed['fused'][1]:.1f}x faster than chunked (CPU time)")
 
 
 # %% [markdown]

@@ -376,6 +376,20 @@ def format_table(results, baseline, ops=None):
     return "\n".join(lines)
 
 
+def race(fns, rounds=25, iters=100):
+    """Time each fn() (no arguments) on one thread in interleaved rounds, print the table (time / the first's)
+    and return {name: (median wall µs, median CPU µs)}. Tiny tensors gain nothing from more threads, and one
+    thread keeps the timings steady."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        timed = time_calls({name: (lambda r: None, fn) for name, fn in fns.items()}, rounds, iters)
+    finally:
+        torch.set_num_threads(threads)
+    print(format_table(timed, next(iter(fns))))
+    return timed
+
+
 # ---------------------------------------------------------------------------------------------- the pieces
 
 def cross_entropy_backward_chunked(fw):

@@ -74,10 +74,8 @@ def bench_pieces(data, rounds, iters) -> dict:
     t = speed.lecture_forward(SIZES, Xtr, Ytr, SEED)
     results = {}
     for piece, (_, variants) in speed.BACKWARD_PIECES.items():
-        calls = {v: (lambda r: None, lambda fn=fn: fn(t)) for v, fn in variants.items()}
-        timed = speed.time_calls(calls, rounds, iters)
         print(f"\n{piece}, median of {rounds} rounds x {iters} calls:")
-        print(speed.format_table(timed, list(variants)[0]))
+        timed = speed.race({v: (lambda fn=fn: fn(t)) for v, fn in variants.items()}, rounds, iters)
         results[piece] = {v: dict(wall_us=w, cpu_us=c) for v, (w, c) in timed.items()}
     return results
 
