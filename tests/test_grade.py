@@ -92,7 +92,7 @@ def solution_namespace(name: str, **replace) -> dict:
     """A kernel namespace holding a notebook's answer cells as the solution fills them in (`replace`: some
     answers, by grade_id, as (old, new) text replacements)."""
     nb = bn.grading_source(name)
-    ns = {"torch": torch, "F": F, **grade.sizes(nb)}
+    ns = {"torch": torch, "F": F, **bn.sizes(nb)}
     ns.update(n=ns["batch_size"], vocab_size=27)
     for c in nb.cells:
         meta = grade.nbgrader_meta(c)
@@ -114,7 +114,7 @@ def recheck_cells(teacher, name: str, ns: dict) -> list[str]:
         if grade.nbgrader_meta(c).get("grade"):
             try:
                 hidden_checks.recheck(name, grade.checked_names(name, c.source), ns, seed=grade.DEFAULTS["seed"],
-                                      sizes=grade.sizes(nb), folder=teacher)
+                                      sizes=bn.sizes(nb), folder=teacher)
             except hidden_checks.RecheckFailed as e:
                 failures.append(str(e))
     return failures

@@ -52,9 +52,7 @@ def size_literals(nb) -> set[str]:
 
     Sizes of 10 and under (n_embd, block_size) are left out: 10 and 3 are too common in other roles (1e-10).
     """
-    values = {node.value.value for node in ast.parse(nb.cells[sizes_cell(nb)].source).body
-              if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)}
-    return {str(v) for v in values if isinstance(v, int) and v > 10} | {"27", "31"}
+    return {str(v) for v in bn.sizes(nb).values() if v > 10} | {"27", "31"}
 
 
 def displayed_equations(markdown: str) -> list[str]:

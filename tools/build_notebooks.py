@@ -222,6 +222,18 @@ def solution_regions(source: str) -> list[str]:
             for kind, lines in regions(source) if kind == "solution"]
 
 
+def sizes(nb) -> dict[str, int]:
+    """The integer sizes a notebook's `sizes` cell sets (batch_size, n_embd, ...)."""
+    found = {}
+    for c in nb.cells:
+        if "sizes" in c.metadata.get("tags", []):
+            for node in ast.parse(c.source).body:
+                if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                        and isinstance(node.value.value, int)):
+                    found.update({t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)})
+    return found
+
+
 def has_solution(source: str) -> bool:
     return any(kind == "solution" for kind, _ in regions(source))
 
@@ -286,7 +298,7 @@ def version(src, name: str, which: str):
     nb = copy.deepcopy(src)
     if which != "solution":  # from the source's markers, before they are rendered away: the same ids in each
         add_nbgrader_metadata(nb)
-    if which == "learner":
+    if which != "solution":  # the grading source has the learner version's cells
         nb.cells = [c for c in nb.cells if "solution" not in c.metadata.get("tags", [])]
     for c in nb.cells:
         if c.cell_type == "code":

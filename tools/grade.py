@@ -68,18 +68,6 @@ def nbgrader_meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {}) if cell.cell_type == "code" else {}
 
 
-def sizes(nb) -> dict[str, int]:
-    """The integer sizes the notebook's `sizes` cell sets (batch_size, n_embd, ...)."""
-    found = {}
-    for c in nb.cells:
-        if "sizes" in tags(c):
-            for node in ast.parse(c.source).body:
-                if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                        and isinstance(node.value.value, int)):
-                    found.update({t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)})
-    return found
-
-
 def checked_names(name: str, source: str) -> dict[str, list[str]]:
     """The learner's functions a check cell exercises (the names in it that have a hidden re-check), each with the
     gradients the cell checks: `utils.cmp("b1", ...)` checks db1."""
@@ -116,8 +104,7 @@ def grading_notebook(name: str, seed: int = DEFAULTS["seed"], train_steps: int =
     points to any answer (the visible checks print verdicts, they never fail).
     """
     nb = bn.grading_source(name)
-    nb.cells = [c for c in nb.cells if "solution" not in tags(c)]  # not in the learner version either
-    size, unguarded = sizes(nb), []
+    size, unguarded = bn.sizes(nb), []
     for c in nb.cells:
         meta = nbgrader_meta(c)
         if meta.get("grade"):
