@@ -1,11 +1,15 @@
 """Shared helpers for the backprop-ninja notebooks.
 
-Three things live here, nothing else:
+Five things live here, nothing else:
   * the data: `load_words`, the vocabulary (`stoi`, `itos`, `vocab_size`), `build_dataset`, `split_dataset`;
   * the gradient checker `cmp(name, dt, t)`, its scoreboard (`scoreboard`, `reset_scoreboard`) and its
-    in-place guard `watch(forward_tensors)`;
+    in-place guard `watch(forward_tensors)`, which also guards every gradient `cmp` has checked;
+  * the harness that runs your steps: `check_step` (one step, judged alone), `run_chain` (all of them),
+    `check_function` (a torch.autograd.Function's own backward). Every forward tensor can be read by its name
+    inside a step, as in the lecture; a step that raises gets a diagnosis; nothing cascades;
   * finite differences: `numerical_grad` and `rel_error` to check gradients without autograd, and
-    `gradcheck` to check a torch.autograd.Function's backward in plain words.
+    `gradcheck` to check a torch.autograd.Function's backward in plain words;
+  * `judge`, which says whether a prediction was right.
 
 Correct means *approximately* equal (`torch.allclose`, rtol=1e-5, atol=1e-8: RTOL and ATOL below). Whether a
 correct gradient is also bit-exact depends on the platform: the same line can be `exact: True` on a laptop and
@@ -14,18 +18,23 @@ shown as a curiosity and never decides a verdict.
 """
 from __future__ import annotations
 
-import contextlib
+import difflib
 import hashlib
+import inspect
 import math
 import random
-import re
 import string
+import sys
+import sysconfig
 import textwrap
+import traceback
+import types
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -144,10 +153,13 @@ def cmp(name: str, dt: Any, t: Any, n: int | None = None) -> Check:
             if w not in _warned:  # say it once; the verdicts below keep mentioning it
                 _warned.add(w)
                 _say(IN_PLACE_WARNING.format(w=w), "warning: ")
+        _warn_aliased(name, dt)
         check = _verdict(Case(name, dt, t, n, tuple(changed)))
     except Exception as e:  # a checker that crashes teaches nothing; report it as a verdict instead
         check = Check(name, False, False, None, f"could not compare ({type(e).__name__}: {e})")
     _checks[name] = check
+    if isinstance(dt, torch.Tensor) and _version(dt) is not None:
+        _checked_grads[name] = (dt, _version(dt))  # the aliasing guard watches it from now on
     md = "-" if check.maxdiff is None else f"{check.maxdiff:.1e}"
     print(f"{name:15s} | exact: {str(check.exact):5s} | approximate: {str(check.correct):5s} | maxdiff: {md}")
     if check.diagnosis:
@@ -158,6 +170,8 @@ def cmp(name: str, dt: Any, t: Any, n: int | None = None) -> Check:
 def reset_scoreboard() -> None:
     """Forget every check so far."""
     _checks.clear()
+    _checked_grads.clear()
+    _warned_grads.clear()
 
 
 @dataclass
@@ -221,6 +235,31 @@ def _changed_in_place() -> list[str]:
     return [name for name, (x, version) in _watched.items() if _version(x) != version]
 
 
+# The same counter guards your own gradients: `dhprebn = dbndiff; dhprebn += ...` gives one tensor two names, so
+# the += silently changes dbndiff after its check said it was right. cmp remembers every tensor it judged.
+
+_checked_grads: dict[str, tuple[torch.Tensor, int]] = {}  # check name -> (the gradient judged, its ._version then)
+_warned_grads: set[str] = set()
+
+ALIAS_WARNING = (
+    "d{k}, which its check judged above, was changed in place since{how}: that check no longer holds, and every "
+    "step fed d{k} now gets the changed values. Copy before changing it: {fix}, then re-run d{k}'s cell and this one."
+)
+
+
+def _warn_aliased(name: str, dt: Any) -> None:
+    """Name every gradient checked earlier that was changed in place since its check, once."""
+    for k, (x, version) in _checked_grads.items():
+        if k == name or k in _warned_grads or _version(x) == version:
+            continue
+        _warned_grads.add(k)
+        same = isinstance(dt, torch.Tensor) and dt.numel() > 0 and _same_memory(dt, x)
+        how = (f" (d{name} is the same tensor as d{k}: `d{name} = d{k}` gives one tensor two names, so changing "
+               f"d{name} with += or [...] = changed d{k} too)" if same else " (+=, -=, [...] = or a _ method on it)")
+        fix = f"d{name} = d{k}.clone()" if same else f"d{k}.clone()"
+        _say(ALIAS_WARNING.format(k=k, how=how, fix=fix), "warning: ")
+
+
 # ---------------------------------------------------------------------------- the rules
 # Each rule looks at one Case and returns a diagnosis, or None when the mistake is not its kind. FORM_RULES
 # judge what was handed in (its type, device, dtype, shape); if none fires and the values are close, the
@@ -280,6 +319,10 @@ def _example(rule: str, name: str, dim: int | None = None) -> str | None:
     word = (name.split() or [""])[0]  # "logits chunked" -> "logits"
     names = (word, word[1:]) if word.startswith("d") else (word,)  # "dcounts" finds "counts"
     return next((EXAMPLES[rule, w, dim] for w in names if (rule, w, dim) in EXAMPLES), None)
+
+
+def step_failed(c: Case) -> str | None:
+    return c.dt.message if isinstance(c.dt, StepFailed) else None
 
 
 def not_implemented(c: Case) -> str | None:
@@ -409,7 +452,7 @@ def complex_gradient(c: Case) -> str | None:
 
 
 FORM_RULES: list[Callable[[Case], str | None]] = [
-    not_implemented, reference_not_a_tensor, no_reference_grad, is_autograd_grad, not_a_tensor, not_dense,
+    step_failed, not_implemented, reference_not_a_tensor, no_reference_grad, is_autograd_grad, not_a_tensor, not_dense,
     wrong_device, wrong_dtype, kept_dim_missing, transposed, broadcast_not_summed, reshaped, wrong_shape,
     complex_gradient,
 ]
@@ -540,6 +583,275 @@ def _verdict(c: Case) -> Check:
 
 
 # ----------------------------------------------------------------------------------------------
+# running your steps
+# A step (a backward function you write) is called with its arguments, and with every tensor of the forward pass
+# readable by its name, as in the lecture's code where they are all globals: `1 - torch.tanh(hpreact)**2` works
+# inside a step that was handed only `h`. Those names are bound, for each call, to the tensors of the run being
+# judged (another batch, float64, other sizes), never to the notebook's. A step that raises, or is not defined,
+# gives a StepFailed for each of its outputs, which cmp prints as a diagnosis; nothing else fails with it.
+
+
+class StepFailed:
+    """What a step that could not run gives back for each of its outputs; cmp prints `message` as the verdict."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"StepFailed({self.message!r})"
+
+
+SIZES = {"n": ("Xb", 0), "block_size": ("Xb", 1), "vocab_size": ("C", 0), "n_embd": ("C", 1), "n_hidden": ("W1", 1)}
+
+
+def forward_names(fw: Any) -> dict[str, Any]:
+    """The names a step may read: everything in the forward pass `fw` (an object with attributes, or a dict), plus
+    the sizes of SIZES read from its tensors (n from Xb, n_hidden from W1, ...) where fw does not hold them."""
+    names = dict(fw) if isinstance(fw, Mapping) else dict(vars(fw)) if fw is not None else {}
+    for size, (t, dim) in SIZES.items():
+        if size not in names and isinstance(names.get(t), torch.Tensor) and names[t].dim() > dim:
+            names[size] = names[t].shape[dim]
+    return names
+
+
+def in_scope(fn: Any, names: Mapping[str, Any]) -> Any:
+    """`fn` reading `names` before its own globals. Decorators such as @torch.no_grad() are unwrapped (steps run
+    under no_grad anyway); a torch.autograd.Function class gets its forward and backward rebound."""
+    if isinstance(fn, type):
+        members = {k: staticmethod(in_scope(fn.__dict__[k].__func__, names))
+                   for k in ("forward", "backward", "setup_context") if isinstance(fn.__dict__.get(k), staticmethod)}
+        return type(fn.__name__, (fn,), members) if members else fn
+    inner = inspect.unwrap(fn) if isinstance(fn, types.FunctionType) else fn
+    if not isinstance(inner, types.FunctionType) or not names:
+        return fn
+    bound = types.FunctionType(inner.__code__, {**inner.__globals__, **names}, inner.__name__,
+                               inner.__defaults__, inner.__closure__)
+    bound.__kwdefaults__, bound.__qualname__ = inner.__kwdefaults__, inner.__qualname__
+    return bound
+
+
+_LIBRARY = tuple(filter(None, {sysconfig.get_paths().get(k) for k in ("stdlib", "purelib", "platlib")}))
+
+
+def explain(e: BaseException, fn: Any, names: Mapping[str, Any] = ()) -> str:
+    """A step's exception in plain words: what it raised, on which of your lines, and what to do."""
+    label = getattr(fn, "__name__", "your step")
+    ours = [f for f in traceback.extract_tb(e.__traceback__)
+            if f.filename != __file__ and not f.filename.startswith(_LIBRARY)]
+    where = f" at `{ours[-1].line.strip()}`" if ours and ours[-1].line else ""
+    text = (str(e).splitlines() or [""])[0]
+    msg = f"{label} raised {type(e).__name__}{where}: {text}"
+    missing = getattr(e, "name", None) if isinstance(e, NameError) else None
+    if missing:
+        args = _parameters(fn)
+        known = sorted(set(names) | set(args))
+        close = difflib.get_close_matches(missing, known, n=1)
+        return (msg + f". `{missing}` is neither a tensor of the forward pass nor an argument of {label}: compute it "
+                "inside the step first, or take it as an argument" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    if not ours:  # raised before any line of yours ran: the call itself
+        return msg + f". Keep the arguments of the def line the notebook gave ({', '.join(_parameters(fn))})"
+    return msg + ". Fix that line, run the step's cell again, then this check"
+
+
+def _parameters(fn: Any) -> list[str]:
+    """The names of fn's arguments, or [] where Python cannot tell."""
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def call(fn: Any, args: list, outputs: list[str], names: Mapping[str, Any] = ()) -> tuple:
+    """fn(*args) under no_grad with `names` in scope, as one value per name in `outputs`. Never raises an
+    Exception: a step that raises or returns the wrong number of values gives a StepFailed for each output."""
+    label = getattr(fn, "__name__", "your step")
+    try:
+        with torch.no_grad():
+            result = in_scope(fn, dict(names))(*args)
+    except Exception as e:  # KeyboardInterrupt (a time limit) still stops the cell
+        return (StepFailed(explain(e, fn, names)),) * len(outputs)
+    if len(outputs) == 1:
+        return (result,)
+    if isinstance(result, (tuple, list)) and len(result) == len(outputs):
+        return tuple(result)
+    if result is ...:  # a TODO left in the return line: each output is "not implemented yet"
+        return (...,) * len(outputs)
+    got = f"{len(result)} values" if isinstance(result, (tuple, list)) else f"a {type(result).__name__}"
+    return (StepFailed(f"{label} should return {len(outputs)} values ({', '.join(outputs)}), but returned {got}"),
+            ) * len(outputs)
+
+
+def why_unfit(grad: Any, t: Any, name: str = "its tensor") -> str | None:
+    """Why `grad` cannot be the gradient of tensor t (called `name`), in a few words; None when it has t's shape
+    and is floating point."""
+    if isinstance(grad, StepFailed):
+        return "is missing: its step did not run"
+    if grad is ...:
+        return "is still `...`"
+    if not isinstance(grad, torch.Tensor):
+        return f"is {'None' if grad is None else 'a ' + type(grad).__name__}, not a tensor"
+    if tuple(grad.shape) != tuple(t.shape):
+        return f"has shape {tuple(grad.shape)}, but {name} has shape {tuple(t.shape)}"
+    if not grad.is_floating_point():
+        return f"is a {grad.dtype} tensor, not floating point"
+    return None
+
+
+def _not_defined(step: str) -> StepFailed:
+    return StepFailed(f"{step} is not defined: its cell has not run, or stopped with an error before defining it. "
+                      f"Fix that cell and run it, then this check; the other checks go on without it")
+
+
+def _caller_namespace() -> dict:
+    """The globals of the notebook (or module) that called into this module."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return frame.f_globals if frame is not None else {}
+
+
+def _feed(fn: Any, values: Mapping[str, Any], fw: Mapping[str, Any], label: str) -> list | StepFailed:
+    """fn's arguments by name: forward tensors from fw; an upstream gradient dX from `values` where it is right,
+    else autograd's (a copy of fw's X.grad), and one printed line says which were replaced."""
+    args, fed = [], {}
+    for p in _parameters(fn):
+        t = fw.get(p[1:]) if p.startswith("d") else None
+        if isinstance(t, torch.Tensor) and t.grad is not None:  # an upstream gradient, with autograd's reference
+            a, ref = values.get(p, StepFailed("")), t.grad
+            try:
+                right = why_unfit(a, ref) is None and a.dtype == ref.dtype and torch.allclose(a.detach(), ref)
+            except Exception:
+                right = False
+            if not right:
+                why = ("still `...`" if a is ... else "missing" if isinstance(a, StepFailed) or p not in values
+                       else "not right yet")
+                fed.setdefault(why, []).append(p)
+                a = ref.clone()  # a copy: your step may write into it
+            args.append(a)
+        elif p in fw:
+            args.append(fw[p])
+        else:
+            return StepFailed(f"{label} takes an argument `{p}` that is neither a tensor of the forward pass nor the "
+                              f"gradient of one: keep the def line the notebook gave")
+    if fed:
+        why = " and ".join(f"{' and '.join(ps)} ({'yours is' if len(ps) == 1 else 'yours are'} {reason})"
+                           for reason, ps in fed.items())
+        print(f"{label} is fed autograd's {why}, so this check judges this step alone")
+    return args
+
+
+def check_step(step: str, fw: Any, outputs: str, ns: Mapping[str, Any] | None = None) -> Any:
+    """Judge one of your steps alone, and return what it returned (one value, or a tuple of them).
+
+    `step` is the step's name, looked up in the notebook (`ns`, by default the caller's globals), so a cell that
+    failed to define it costs this check only. Its arguments are found by name: forward tensors from fw, and
+    upstream gradients (dprobs, ...) from the notebook where yours are right, else autograd's. Each output in
+    `outputs` ("dh dW2 db2") is then compared by cmp with autograd's gradient of its forward tensor. Never raises.
+    """
+    ns = _caller_namespace() if ns is None else ns
+    names, fwn = outputs.split(), forward_names(fw)
+    fn = ns.get(step)
+    args = _feed(fn, ns, fwn, step) if callable(fn) else _not_defined(step)
+    result = (args,) * len(names) if isinstance(args, StepFailed) else call(fn, args, names, fwn)
+    for name, value in zip(names, result):
+        cmp(name[1:], value, fwn.get(name[1:]), n=fwn.get("n"))
+    return result[0] if len(result) == 1 else result
+
+
+def step(fn: Any, *args: Any, names: Any = None, outputs: int = 1) -> Any:
+    """Run a step on arguments of your choosing (`fn` or its name), with the forward pass `names` in scope.
+    Returns its value(s); a step that raises or is not defined gives StepFailed instead. Never raises."""
+    if isinstance(fn, str):
+        fn = _caller_namespace().get(fn) or fn
+    labels = [f"output {i}" for i in range(outputs)]
+    result = call(fn, list(args), labels, forward_names(names)) if callable(fn) else (_not_defined(fn),) * outputs
+    return result[0] if outputs == 1 else result
+
+
+def run_chain(steps: list[str], outputs: Mapping[str, str], fw: Any, reference: Mapping[str, torch.Tensor],
+              ns: Mapping[str, Any] | None = None) -> dict:
+    """Chain your steps (by name, from the loss down to C) on the forward pass fw, with no autograd, and say where
+    the chain first departs from `reference` (gradient name -> autograd's gradient in the same dtype).
+
+    Each step receives, by the names of its arguments, the forward tensors and the gradients your steps computed:
+    right or wrong, a wrong one is passed on. Only a gradient that is missing (a step not defined, raising, or
+    still `...`) is replaced by the reference, and one line says so, so the steps below are still run. Returns
+    every tensor and gradient by name. Never raises.
+    """
+    ns = _caller_namespace() if ns is None else ns
+    values, departed, filled = forward_names(fw), None, []
+    for step_name in steps:
+        fn, names = ns.get(step_name), outputs[step_name].split()
+        args = []
+        for p in _parameters(fn) if callable(fn) else []:
+            if why_unfit(values.get(p), values.get(p[1:], values.get(p))) and isinstance(reference.get(p), torch.Tensor):
+                values[p] = reference[p].clone()
+                filled.append(p)
+            args.append(values.get(p))
+        result = call(fn, args, names, forward_names(fw)) if callable(fn) else (_not_defined(step_name),) * len(names)
+        values.update(zip(names, result))
+        for name, grad in zip(names, result):
+            t, ref = values.get(name[1:]), reference.get(name)
+            if departed is not None or not isinstance(t, torch.Tensor):
+                continue  # already departed, or not the gradient of a forward tensor
+            why = why_unfit(grad, t, name[1:])
+            if why is None and grad.dtype != t.dtype:
+                why = f"is {grad.dtype} in a {t.dtype} run: make new tensors with the dtype of your inputs (zeros_like)"
+            if why is None and isinstance(ref, torch.Tensor) and ref.shape == grad.shape:
+                if max(grad.abs().max().item(), ref.abs().max().item()) > 1e-6:  # both zero up to rounding: agree
+                    err = rel_error(grad, ref, norm=True)
+                    why = f"differs from autograd's (relative error {err:.0e})" if not err < 1e-4 else None
+            if why is not None:
+                departed = f"{step_name}: {name} {why}"
+    if filled:
+        print(f"autograd's {', '.join(filled)} stood in where yours were missing, so the steps below them still ran")
+    print(f"your chain departs first at {departed}" if departed else
+          f"your chain agrees with autograd's gradients at every one of its {len(steps)} steps")
+    return values
+
+
+def check_function(function: Any, inputs: tuple, dout: torch.Tensor, labels: list[str | None],
+                   names: Any = None, n: int | None = None) -> list[Check]:
+    """Judge what a torch.autograd.Function's own backward returns, one gradient per input.
+
+    The Function runs on copies of `inputs` (tensors whose .grad holds autograd's reference), and `dout` is
+    backpropagated through it. What backward returned is compared with each input's .grad before autograd touches
+    it: autograd quietly sums a gradient of a broadcast shape, (n, D) for a (1, D) input, down for you, so a
+    loss.backward() or gradcheck would pass such a backward, but a hand-written one must return each input's
+    shape. `labels[i]` names input i's check (None: not checked); `names`: the forward pass to have in scope.
+    """
+    returned: list = []
+    scoped = in_scope(function, forward_names(names))
+
+    class Recorded(scoped):
+        @staticmethod
+        def backward(ctx, *grads):
+            out = scoped.backward(ctx, *grads)
+            returned.append(out)
+            return out
+
+    label = getattr(function, "__name__", "your Function")
+    copies = [x.detach().clone().requires_grad_(x.requires_grad) if isinstance(x, torch.Tensor) else x
+              for x in inputs]
+    failed = None
+    try:
+        Recorded.apply(*copies).backward(dout)
+    except Exception as e:  # judged below: what backward returned, if it got that far, or the error
+        failed = None if returned else StepFailed(explain(e, function, forward_names(names)))
+    got = returned[0] if returned else None
+    got = tuple(got) if isinstance(got, (tuple, list)) else (got,)
+    checks = []
+    for i, (x, name) in enumerate(zip(inputs, labels)):
+        if name is None:
+            continue
+        value = failed or (got[i] if i < len(got) else StepFailed(
+            f"{label}.backward returned {len(got)} gradient(s): it must return one per input of forward, "
+            f"{len(inputs)} here (None for an input that needs none)"))
+        checks.append(cmp(name, value, x, n=n))
+    return checks
+
+
+# ----------------------------------------------------------------------------------------------
 # finite differences, to check without autograd
 
 
@@ -555,70 +867,105 @@ def numerical_grad(f: Callable[[], Any], x: torch.Tensor, index: tuple[int, ...]
     return (fp - fm) / (2 * h)
 
 
-def rel_error(a: float | torch.Tensor, b: float | torch.Tensor) -> float:
-    """The largest entrywise relative error, max over entries of |a - b| / (|a| + |b|), in float64.
+def rel_error(a: float | torch.Tensor, b: float | torch.Tensor, norm: bool = False) -> float:
+    """The largest entrywise relative error, max over entries of |a - b| / (|a| + |b|), in float64; with
+    norm=True, the relative error of the whole tensors, ||a - b|| / (||a|| + ||b||), which entries that are
+    rounding noise in both cannot dominate.
 
     Each denominator is at least 1e-12, so entries that are 0 in both count as 0. About 1e-7 or less is
     right in float64, above 1e-2 is wrong. 0.0 for empty tensors.
     """
     a, b = (torch.as_tensor(x).detach().to(torch.float64) for x in (a, b))
+    if norm:
+        return float((a - b).norm() / (a.norm() + b.norm()).clamp_min(1e-12))
     err = (a - b).abs() / (a.abs() + b.abs()).clamp_min(1e-12)
     return float(err.max()) if err.numel() else 0.0
 
 
-try:
-    from torch.autograd.gradcheck import GradcheckError
-except ImportError:  # older torch raises a RuntimeError with the same message
-    GradcheckError = RuntimeError  # type: ignore[misc,assignment]
-
 GRADCHECK = dict(eps=1e-6, atol=1e-5, rtol=1e-3)  # central differences in float64: 1e-6 steps are accurate to ~1e-9
-MISMATCH = re.compile(r"Jacobian mismatch for output (\d+) with respect to input (\d+)")
-NUMBER = re.compile(r"nan|-?inf|[-+]?\d+\.\d*(?:e[-+]?\d+)?")
 
 
 def gradcheck(fn: Callable[..., Any], inputs: Any, name: str = "your backward") -> bool:
     """Check `fn`'s backward (e.g. a torch.autograd.Function's apply) against finite differences; say so plainly.
 
-    `inputs`: a tuple of float64 tensors with requires_grad=True (and any others fn takes). Prints one line and
-    returns True when torch.autograd.gradcheck passes; never lets a traceback out.
+    `inputs`: a tuple of float64 tensors with requires_grad=True (and any others fn takes). torch.autograd.gradcheck
+    gives the verdict; a failure is explained from the two Jacobians (which input, which entry, how far). Prints
+    one line and returns True when it passes; never lets a traceback out.
     """
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     for i, x in enumerate(inputs):
         if isinstance(x, torch.Tensor) and x.requires_grad and x.dtype != torch.float64:
             _say(f"input {i} is {x.dtype}, not torch.float64: finite differences are too coarse in lower "
                  "precision to judge a gradient; pass x.double() (the verdict below may be wrong)", "warning: ")
-    full = getattr(torch._tensor_str, "printoptions", None)  # full Jacobians in the error message, to read them
     try:
-        with warnings.catch_warnings(), (full(threshold=math.inf, precision=10) if full else contextlib.nullcontext()):
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Input #")  # torch's float64 warning; ours above is plainer
-            torch.autograd.gradcheck(fn, inputs, raise_exception=True, **GRADCHECK)
+            ok = torch.autograd.gradcheck(fn, inputs, raise_exception=False, **GRADCHECK)
+        msg = (f"gradcheck passed: {name} agrees with finite differences (float64)" if ok else
+               _jacobian_failure(fn, inputs, name))
     except Exception as e:
-        _say(_gradcheck_failure(e, inputs, name))
-        return False
-    _say(f"gradcheck passed: {name} agrees with finite differences (float64)")
-    return True
+        ok, first = False, next((s for s in str(e).splitlines() if s.strip()), "").strip().rstrip(".")
+        msg = (f"gradcheck could not check {name}: {type(e).__name__}: {first}. Check that forward and backward run "
+               "on these inputs, and that backward returns one gradient per input of forward (None where none is "
+               "needed), each with its input's shape")
+    _say(msg)
+    return ok
 
 
-def _gradcheck_failure(e: Exception, inputs: tuple, name: str) -> str:
-    """One plain line for what went wrong in gradcheck: which input's gradient is off and by how much."""
-    text, first = str(e), next((s for s in str(e).splitlines() if s.strip()), "").strip().rstrip(".")
-    found = MISMATCH.search(text) if isinstance(e, GradcheckError) else None
-    if found is None:
-        return (f"gradcheck could not check {name}: {type(e).__name__}: {first}. Check that forward and backward run "
-                "on these inputs, and that backward returns one gradient per input of forward (None where none is "
-                "needed), each with its input's shape")
-    output, j = map(int, found.groups())
-    differentiable = [k for k, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
-    i = differentiable[j] if j < len(differentiable) else j  # gradcheck counts only the inputs that require grad
-    head = f"gradcheck failed: the gradient with respect to input {i} (of {len(inputs)}) is wrong"
-    head += f" for output {output}" if output else ""
-    numerical, _, analytical = text[found.end():].partition("analytical:")
-    num, ana = (torch.tensor([float(s) for s in NUMBER.findall(part)]) for part in (numerical, analytical))
-    size = inputs[i].numel() if i < len(inputs) and isinstance(inputs[i], torch.Tensor) else 0
-    if "..." in text or size == 0 or num.numel() == 0 or num.shape != ana.shape or num.numel() % size:
-        return head  # a summarised message: the numbers cannot be read back
-    k = int((num - ana).abs().nan_to_num(math.inf).argmax())
-    entry, out_entry = divmod(k, num.numel() // size)  # gradcheck's Jacobian is (input entries, output entries)
-    where = f"entry {entry}" + (f", output entry {out_entry}" if num.numel() > size else "")
-    return (f"{head}: largest difference {abs(float(num[k] - ana[k])):.2g} between your backward and finite "
-            f"differences (at {where}: yours {float(ana[k]):.4g}, finite differences {float(num[k]):.4g})")
+def _jacobian_failure(fn: Callable[..., Any], inputs: tuple, name: str) -> str:
+    """Which input's gradient is off, and where most: your backward's Jacobian against central differences."""
+    diff = [i for i, x in enumerate(inputs) if isinstance(x, torch.Tensor) and x.requires_grad]
+
+    def outputs(*xs):  # fn of the differentiable inputs only, its outputs as one flat float64 vector
+        full = list(inputs)
+        for i, x in zip(diff, xs):
+            full[i] = x
+        out = fn(*full)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return torch.cat([o.reshape(-1).to(torch.float64) for o in out if isinstance(o, torch.Tensor)])
+
+    xs = tuple(inputs[i].detach() for i in diff)
+    analytical = torch.autograd.functional.jacobian(outputs, xs)  # per input: (output entries, *input shape)
+    worst = None
+    for j, (x, ana) in enumerate(zip(xs, analytical)):
+        ana = ana.reshape(ana.shape[0], -1)
+        num = torch.empty_like(ana)
+        for k in range(x.numel()):  # central differences, one input entry at a time
+            xp, xm = x.clone(), x.clone()
+            xp.view(-1)[k] += GRADCHECK["eps"]
+            xm.view(-1)[k] -= GRADCHECK["eps"]
+            with torch.no_grad():
+                num[:, k] = (outputs(*xs[:j], xp, *xs[j + 1:]) - outputs(*xs[:j], xm, *xs[j + 1:])) / (2 * GRADCHECK["eps"])
+        gap = (num - ana).abs().nan_to_num(math.inf)
+        if gap.numel() and (worst is None or gap.max() > worst[0]):
+            out_entry, entry = divmod(int(gap.argmax()), gap.shape[1])
+            worst = (float(gap.max()), diff[j], entry, out_entry, float(ana[out_entry, entry]),
+                     float(num[out_entry, entry]), ana.shape[0])
+    if worst is None:
+        return f"gradcheck failed: {name} disagrees with finite differences"
+    gap, i, entry, out_entry, yours, numerical, n_out = worst
+    where = f"entry {entry}" + (f", output entry {out_entry}" if n_out > 1 else "")
+    return (f"gradcheck failed: the gradient with respect to input {i} (of {len(inputs)}) is wrong: largest "
+            f"difference {gap:.2g} between your backward and finite differences (at {where}: yours {yours:.4g}, "
+            f"finite differences {numerical:.4g})")
+
+
+# ----------------------------------------------------------------------------------------------
+# predictions
+
+
+def judge(prediction: Any, truth: bool | float | str, tolerance: float = 0.0) -> str:
+    """What a reveal cell says about a prediction: not made yet (still `...`), not of the right kind, or right or
+    wrong. The truth's type sets the kind: a bool (yes/no), a number (right within `tolerance`) or a word."""
+    if prediction is ...:
+        return "no prediction yet: fill in the prediction cell above and run it, then run this cell again"
+    if isinstance(truth, str):
+        right = str(prediction).strip().strip("\"'").lower() == truth.lower()
+    elif isinstance(truth, bool) != isinstance(prediction, bool):
+        return f"your prediction {prediction!r} is not {'True or False' if isinstance(truth, bool) else 'a number'}"
+    else:
+        try:
+            right = abs(float(prediction) - float(truth)) <= tolerance
+        except (TypeError, ValueError):
+            return f"your prediction {prediction!r} is not a number"
+    return f"your prediction {prediction!r}: {'right' if right else 'wrong'}"

@@ -332,8 +332,8 @@ utils.watch(fw)   # from now on, every check warns if one of these tensors is ch
 #
 # **Any step, in any order.** Every check judges only its own step. When a step needs an upstream gradient that is
 # still `...` or not right yet, it is fed autograd's instead and says so in one line. So if 4.4 will not come out,
-# go on with 4.5 and come back later. Section 5 then chains your own steps, with no stand-ins, and names the first
-# one where the chain departs.
+# go on with 4.5 and come back later. Section 5 then chains your own steps and names the first one where the chain
+# departs.
 #
 # Four rules will carry you through:
 #
@@ -384,14 +384,15 @@ check_local("d(x^2)/dx = 2x (a sanity check)", lambda x: x**2, lambda x: 2 * x)
 
 
 # %% [markdown]
-# The exercise starts here: the scoreboard is cleared, and 26 checks are to come. Each check runs your step through
-# `step(backward_x, *inputs, fw=fw)`, which feeds it autograd's upstream gradient where yours is missing or not
-# right yet (`fw` holds autograd's gradients), and which turns a step that raises into one printed line.
+# The exercise starts here: the scoreboard is cleared, and 26 checks are to come. Each check cell calls
+# `utils.check_step("backward_x", fw, "dx ...")`, which finds your step by its name, hands it its arguments by
+# the names of its def line, feeds it autograd's upstream gradient where yours is missing or not right yet, runs
+# it, and compares each output with autograd's. Inside a step every tensor of the forward pass can be read by its
+# name, as in the lecture (`hpreact`, `bndiff`, ...), even if it is not an argument. A step that raises gets its
+# error and the line that raised; a cell that failed costs its own check only.
 
 
 # %%
-# include: lecture.OUTPUTS, lecture.why_unfit, lecture._parameters, lecture._call, lecture.step
-
 utils.reset_scoreboard()
 
 
@@ -412,8 +413,7 @@ utils.reset_scoreboard()
 # include: lecture.backward_logprobs
 
 # %% tags=["check"]
-dlogprobs = step(backward_logprobs, fw.logprobs, Yb, fw=fw)
-utils.cmp("logprobs", dlogprobs, fw.logprobs, n=n)
+dlogprobs = utils.check_step("backward_logprobs", fw, "dlogprobs")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -464,8 +464,7 @@ utils.cmp("logprobs", dlogprobs, fw.logprobs, n=n)
 # include: lecture.backward_probs
 
 # %% tags=["check"]
-dprobs = step(backward_probs, dlogprobs, fw.probs, fw=fw)
-utils.cmp("probs", dprobs, fw.probs, n=n)
+dprobs = utils.check_step("backward_probs", fw, "dprobs")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -521,8 +520,7 @@ check_local("d(log x)/dx = 1/x", torch.log, lambda x: 1 / x)
 # include: lecture.backward_counts_sum_inv
 
 # %% tags=["check"]
-dcounts_sum_inv = step(backward_counts_sum_inv, dprobs, fw.counts, fw=fw)
-utils.cmp("counts_sum_inv", dcounts_sum_inv, fw.counts_sum_inv, n=n)
+dcounts_sum_inv = utils.check_step("backward_counts_sum_inv", fw, "dcounts_sum_inv")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -577,9 +575,7 @@ utils.cmp("counts_sum_inv", dcounts_sum_inv, fw.counts_sum_inv, n=n)
 # include: lecture.backward_counts
 
 # %% tags=["check"]
-dcounts_sum, dcounts = step(backward_counts, dcounts_sum_inv, dprobs, fw.counts, fw.counts_sum, fw.counts_sum_inv, fw=fw)
-utils.cmp("counts_sum", dcounts_sum, fw.counts_sum, n=n)
-utils.cmp("counts", dcounts, fw.counts, n=n)
+dcounts_sum, dcounts = utils.check_step("backward_counts", fw, "dcounts_sum dcounts")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -665,10 +661,7 @@ predicted_dlogit_maxes = "zero"
 # include: lecture.backward_logits
 
 # %% tags=["check"]
-dnorm_logits, dlogit_maxes, dlogits = step(backward_logits, dcounts, fw.counts, fw.norm_logits, fw.logits, fw=fw)
-utils.cmp("norm_logits", dnorm_logits, fw.norm_logits, n=n)
-utils.cmp("logit_maxes", dlogit_maxes, fw.logit_maxes, n=n)
-utils.cmp("logits", dlogits, fw.logits, n=n)
+dnorm_logits, dlogit_maxes, dlogits = utils.check_step("backward_logits", fw, "dnorm_logits dlogit_maxes dlogits")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -761,10 +754,7 @@ else:
 # include: lecture.backward_layer2
 
 # %% tags=["check"]
-dh, dW2, db2 = step(backward_layer2, dlogits, fw.h, W2, fw=fw)
-utils.cmp("h", dh, fw.h, n=n)
-utils.cmp("W2", dW2, W2, n=n)
-utils.cmp("b2", db2, b2, n=n)
+dh, dW2, db2 = utils.check_step("backward_layer2", fw, "dh dW2 db2")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -837,8 +827,7 @@ print("dA = dD B^T:", torch.allclose(A.grad, dD @ B.T),
 # include: lecture.backward_tanh
 
 # %% tags=["check"]
-dhpreact = step(backward_tanh, dh, fw.h, fw=fw)
-utils.cmp("hpreact", dhpreact, fw.hpreact, n=n)
+dhpreact = utils.check_step("backward_tanh", fw, "dhpreact")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -880,10 +869,7 @@ check_local("d(tanh x)/dx = 1 - tanh(x)^2", torch.tanh, lambda x: 1 - torch.tanh
 # include: lecture.backward_bn_affine
 
 # %% tags=["check"]
-dbngain, dbnbias, dbnraw = step(backward_bn_affine, dhpreact, bngain, fw.bnraw, fw=fw)
-utils.cmp("bngain", dbngain, bngain, n=n)
-utils.cmp("bnbias", dbnbias, bnbias, n=n)
-utils.cmp("bnraw", dbnraw, fw.bnraw, n=n)
+dbngain, dbnbias, dbnraw = utils.check_step("backward_bn_affine", fw, "dbngain dbnbias dbnraw")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -935,11 +921,7 @@ utils.cmp("bnraw", dbnraw, fw.bnraw, n=n)
 # include: lecture.backward_bn_var
 
 # %% tags=["check"]
-dbnvar_inv, dbnvar, dbndiff2, dbndiff = step(backward_bn_var, dbnraw, fw.bndiff, fw.bndiff2, fw.bnvar, fw.bnvar_inv, fw=fw)
-utils.cmp("bnvar_inv", dbnvar_inv, fw.bnvar_inv, n=n)
-utils.cmp("bnvar", dbnvar, fw.bnvar, n=n)
-utils.cmp("bndiff2", dbndiff2, fw.bndiff2, n=n)
-utils.cmp("bndiff", dbndiff, fw.bndiff, n=n)
+dbnvar_inv, dbnvar, dbndiff2, dbndiff = utils.check_step("backward_bn_var", fw, "dbnvar_inv dbnvar dbndiff2 dbndiff")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1005,9 +987,7 @@ check_local("d((x+1e-5)^-0.5)/dx = -0.5(x+1e-5)^-1.5", lambda x: (x + 1e-5) ** -
 # include: lecture.backward_bn_mean
 
 # %% tags=["check"]
-dbnmeani, dhprebn = step(backward_bn_mean, dbndiff, fw.hprebn, fw=fw)
-utils.cmp("bnmeani", dbnmeani, fw.bnmeani, n=n)
-utils.cmp("hprebn", dhprebn, fw.hprebn, n=n)
+dbnmeani, dhprebn = utils.check_step("backward_bn_mean", fw, "dbnmeani dhprebn")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1067,10 +1047,7 @@ predicted_db1_nonzero = 0
 # include: lecture.backward_layer1
 
 # %% tags=["check"]
-dembcat, dW1, db1 = step(backward_layer1, dhprebn, fw.embcat, W1, fw=fw)
-utils.cmp("embcat", dembcat, fw.embcat, n=n)
-utils.cmp("W1", dW1, W1, n=n)
-utils.cmp("b1", db1, b1, n=n)
+dembcat, dW1, db1 = utils.check_step("backward_layer1", fw, "dembcat dW1 db1")
 
 # %% [markdown]
 # **A check of `db1` that can fail.** The `b1` line above would pass for any `db1` close to zero, even for
@@ -1085,7 +1062,7 @@ gu = torch.Generator().manual_seed(2147483647)
 dhprebn_test = torch.randn(fw.hprebn.shape, generator=gu)          # (n, n_hidden): not mean-free
 W1_test, b1_test = W1.detach().clone().requires_grad_(), b1.detach().clone().requires_grad_()
 (fw.embcat.detach() @ W1_test + b1_test).backward(dhprebn_test)   # autograd's gradients for this upstream
-_, _, db1_test = step(backward_layer1, dhprebn_test, fw.embcat.detach(), W1_test.detach())
+_, _, db1_test = utils.step("backward_layer1", dhprebn_test, fw.embcat.detach(), W1_test.detach(), names=fw, outputs=3)
 utils.cmp("b1", db1_test, b1_test, n=n)
 
 # %% [markdown]
@@ -1145,8 +1122,7 @@ else:
 # include: lecture.backward_view
 
 # %% tags=["check"]
-demb = step(backward_view, dembcat, fw.emb, fw=fw)
-utils.cmp("emb", demb, fw.emb, n=n)
+demb = utils.check_step("backward_view", fw, "demb")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1178,8 +1154,7 @@ utils.cmp("emb", demb, fw.emb, n=n)
 # include: lecture.backward_embedding_loop
 
 # %% tags=["check"]
-dC = step(backward_embedding_loop, demb, Xb, C, fw=fw)
-utils.cmp("C", dC, C, n=n)
+dC = utils.check_step("backward_embedding_loop", fw, "dC")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1212,8 +1187,7 @@ utils.cmp("C", dC, C, n=n)
 # include: lecture.backward_embedding
 
 # %% tags=["check"]
-dC = step(backward_embedding, demb, Xb, C, fw=fw)
-utils.cmp("C", dC, C, n=n)
+dC = utils.check_step("backward_embedding", fw, "dC")
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
@@ -1304,29 +1278,33 @@ print("1 - y*y fused (one rounding) bit-exact:", torch.equal(one_rounding, x.gra
 #   estimates are below $10^{-8}$ in absolute value.
 #
 # First, your steps chained in order, from the loss down to `C`: each one receives, by the names of its arguments,
-# the forward tensors and the gradients that *your* steps above it computed. No stand-ins from autograd now: a step
-# that is wrong passes its mistake on. `run_chain` compares each gradient with autograd's from section 4 and names
-# the first step where your chain departs from it: the place to look first.
+# the forward tensors and the gradients that *your* steps above it computed. No stand-ins for a wrong gradient now:
+# a step that is wrong passes its mistake on (only a missing one, a step not defined or still `...`, is replaced by
+# autograd's, so the steps below it still run). `run_chain` compares each gradient with autograd's, in float64 too,
+# and names the first step where your chain departs from it: the place to look first.
 
 
 # %%
-# include: lecture.run_chain
+# include: lecture.OUTPUTS
 
-your_steps = [backward_logprobs, backward_probs, backward_counts_sum_inv, backward_counts, backward_logits,
-              backward_layer2, backward_tanh, backward_bn_affine, backward_bn_var, backward_bn_mean,
-              backward_layer1, backward_view, backward_embedding]   # from the loss down to C
+your_steps = [step for step in OUTPUTS if step != "backward_embedding_loop"]   # by name, from the loss down to C
 
 
 # %%
 names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
-params64 = {name: p.detach().double() for name, p in zip(names, parameters)}   # the same model, in float64
-autograds = {"d" + name: t.grad for name, t in vars(fw).items() if torch.is_tensor(t) and t.grad is not None}
+params64 = {name: p.detach().double().requires_grad_() for name, p in zip(names, parameters)}   # the model, float64
+fw64 = forward(**params64, Xb=Xb, Yb=Yb)
+for t in vars(fw64).values():
+    if torch.is_tensor(t) and t.grad_fn is not None:
+        t.retain_grad()
+fw64.loss.backward()   # autograd in float64: what the chain is compared with, and a stand-in for a missing step
+autograds64 = {"d" + name: t.grad for name, t in vars(fw64).items() if torch.is_tensor(t) and t.grad is not None}
 
+@torch.no_grad()
 def loss64():
     return forward(**params64, Xb=Xb, Yb=Yb).loss
 
-with torch.no_grad():   # your backward, no autograd anywhere
-    grads64 = run_chain(your_steps, forward(**params64, Xb=Xb, Yb=Yb), reference=autograds)
+grads64 = utils.run_chain(your_steps, OUTPUTS, fw64, reference=autograds64)   # your backward, no autograd in it
 
 
 # %%
@@ -1336,7 +1314,7 @@ all_ok = True
 for name, p in params64.items():
     idx = [tuple(torch.randint(0, size, (1,), generator=gs).item() for size in p.shape) for _ in range(samples)]
     yours = grads64["d" + name]
-    unfit = why_unfit(yours, p, name)
+    unfit = utils.why_unfit(yours, p, name)
     if unfit:
         print(f"{name:7s} skipped: d{name} {unfit}")
         all_ok = False
@@ -1346,7 +1324,7 @@ for name, p in params64.items():
     if max(ours.abs().max().item(), numerical.abs().max().item()) < 1e-8:
         print(f"{name:7s} zero in both (largest |gradient| below 1e-8), as BatchNorm implies")
         continue
-    err = ((ours - numerical).norm() / (ours.norm() + numerical.norm())).item()
+    err = utils.rel_error(ours, numerical, norm=True)
     ok = err < threshold
     all_ok &= ok
     print(f"{name:7s} relative error {err:.1e}  {'ok' if ok else 'TOO LARGE'} (threshold {threshold:.0e})")

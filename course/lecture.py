@@ -1,5 +1,6 @@
-"""The lecture's model, written once: its initialisation, its forward pass cut into atoms, and the backward
-step through each atom (the answers of notebook 01, between its solution markers).
+"""The lecture's model, written once: its initialisation, its forward pass cut into atoms, the backward step
+through each atom (the answers of notebook 01, between its solution markers) and the names each step returns.
+The math only, like CS231n's layers.py: the code that runs and checks a learner's steps lives in utils.py.
 
 The notebooks show these definitions in their own cells: a line `# include: lecture.forward` in a source under
 course/ is replaced by the definition below when tools/build_notebooks.py generates the notebook, so every
@@ -7,7 +8,6 @@ notebook still runs alone (in Colab too). Tests, the benchmark and the grader im
 """
 from __future__ import annotations
 
-import inspect
 from types import SimpleNamespace
 
 import torch
@@ -26,7 +26,7 @@ def init_params(vocab_size: int, n_embd: int, n_hidden: int, block_size: int, g:
     fan_in = n_embd * block_size
     C = torch.randn((vocab_size, n_embd), generator=g, dtype=dtype)
     W1 = torch.randn((fan_in, n_hidden), generator=g, dtype=dtype) * (5 / 3) / fan_in**0.5  # Kaiming, for tanh
-    b1 = torch.randn(n_hidden, generator=g, dtype=dtype) * 0.1  # useless before BatchNorm: kept to check its gradient
+    b1 = torch.randn(n_hidden, generator=g, dtype=dtype) * 0.1  # kept, though BatchNorm follows: see 4.11
     W2 = torch.randn((n_hidden, vocab_size), generator=g, dtype=dtype) * 0.1
     b2 = torch.randn(vocab_size, generator=g, dtype=dtype) * 0.1
     g_bn = torch.Generator().manual_seed(g.initial_seed())
@@ -221,8 +221,8 @@ def backward_embedding(demb, Xb, C):
     return dC
 
 
-# ---------------------------------------------------------------------------------------------- running the steps
-# Notebook 01 runs the steps above through `step` (one check at a time) and `run_chain` (all of them, section 5).
+# ---------------------------------------------------------------------------------------------- what each step returns
+# The checks (utils.check_step, utils.run_chain) read the names of a step's outputs here, its inputs from its def line.
 
 OUTPUTS = {  # what each step returns, by name, from the loss down to C
     "backward_logprobs": "dlogprobs",
@@ -240,110 +240,3 @@ OUTPUTS = {  # what each step returns, by name, from the loss down to C
     "backward_embedding_loop": "dC",
     "backward_embedding": "dC",
 }
-
-
-def why_unfit(grad, t, name: str = "its tensor") -> str | None:
-    """Why `grad` cannot be the gradient of tensor t (called `name`), in a few words; None when it has t's shape
-    and is floating point."""
-    if grad is ...:
-        return "is still `...`"
-    if not torch.is_tensor(grad):
-        return f"is {'None' if grad is None else 'a ' + type(grad).__name__}, not a tensor"
-    if tuple(grad.shape) != tuple(t.shape):
-        return f"has shape {tuple(grad.shape)}, but {name} has shape {tuple(t.shape)}"
-    if not grad.is_floating_point():
-        return f"is a {grad.dtype} tensor, not floating point"
-    return None
-
-
-def _parameters(fn) -> list[str]:
-    """The names of fn's arguments, or [] where Python cannot tell."""
-    try:
-        return list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return []
-
-
-def _call(backward_fn, args) -> tuple:
-    """backward_fn(*args) as a tuple of as many values as the step returns (`...` for each, if it fails)."""
-    name = getattr(backward_fn, "__name__", "your step")
-    count = len(OUTPUTS.get(name, "d").split())
-    try:
-        result = backward_fn(*args)
-    except Exception as e:  # a mistake inside your step: one plain line, no traceback
-        print(f"{name} raised {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
-        return (...,) * count
-    if count == 1:
-        return (result,)
-    if isinstance(result, (tuple, list)) and len(result) == count:
-        return tuple(result)
-    if result is not ...:  # a TODO left in the return line is not worth a message
-        print(f"{name} should return {count} values ({OUTPUTS[name].replace(' ', ', ')}), "
-              f"but returned {type(result).__name__}")
-    return (...,) * count
-
-
-def step(backward_fn, *args, fw=None):
-    """Run one of your backward steps on `args` so that its check judges that step alone, and never raise.
-
-    An argument named like a gradient (dprobs, dlogits, ...) that is still `...` or not right yet is replaced by
-    autograd's gradient of that tensor in `fw` (a copy of fw.probs.grad, ...), and one line says so. Right means:
-    a tensor of the same shape and dtype as autograd's, and allclose to it. If your step raises, one line says so
-    and you get `...` back. Returns what the step returns: one value, or a tuple of them.
-    """
-    args, fed = list(args), {}  # why -> names of the gradients replaced for that reason
-    for i, param in enumerate(_parameters(backward_fn)[: len(args)]):
-        t = getattr(fw, param[1:], None) if param.startswith("d") else None
-        if not (torch.is_tensor(t) and t.grad is not None):
-            continue  # not a gradient, or no reference for it
-        a, ref = args[i], t.grad
-        try:
-            right = why_unfit(a, ref) is None and a.dtype == ref.dtype and torch.allclose(a.detach(), ref)
-        except Exception:
-            right = False
-        if not right:
-            fed.setdefault("still `...`" if a is ... else "not right yet", []).append(param)
-            args[i] = ref.clone()  # a copy: your step may write into it
-    if fed:
-        why = " and ".join(f"{' and '.join(names)} ({'yours is' if len(names) == 1 else 'yours are'} {reason})"
-                           for reason, names in fed.items())
-        print(f"{getattr(backward_fn, '__name__', 'your step')} is fed autograd's {why}, "
-              "so this check judges this step alone")
-    result = _call(backward_fn, args)
-    return result[0] if len(result) == 1 else result
-
-
-def run_chain(steps, fw, reference) -> dict:
-    """Chain your steps from the loss down to C on the forward tensors in fw, with no autograd, and say where the
-    chain first departs from `reference` (gradient name -> tensor, e.g. autograd's gradients of section 4).
-
-    Each step receives, by the names of its arguments, the forward tensors and the gradients computed so far:
-    your own, right or wrong. A step whose inputs are not all tensors yet gives `...`. Returns every tensor and
-    gradient by name. Never raises.
-    """
-    values, departed = dict(vars(fw)), None
-    for fn in steps:
-        params = _parameters(fn)
-        names = OUTPUTS[fn.__name__].split()
-        ready = all(torch.is_tensor(values.get(p)) for p in params)
-        result = _call(fn, [values[p] for p in params]) if ready else (...,) * len(names)
-        values.update(zip(names, result))
-        for name, grad in zip(names, result):
-            if departed is not None:
-                break
-            t, ref = values.get(name[1:]), reference.get(name)
-            if not torch.is_tensor(t):
-                continue  # not a gradient of a forward tensor: nothing to compare it with
-            why = why_unfit(grad, t, name[1:])
-            if why is None and grad.dtype != t.dtype:
-                why = f"is {grad.dtype} in a {t.dtype} run: make new tensors with the dtype of your inputs (zeros_like)"
-            if why is None and torch.is_tensor(ref) and ref.shape == grad.shape:
-                g, r = grad.detach().double(), ref.detach().double()
-                if max(g.abs().max().item(), r.abs().max().item()) > 1e-6:  # both zero up to rounding: agree
-                    err = ((g - r).norm() / (g.norm() + r.norm())).item()
-                    why = f"differs from autograd's (relative error {err:.0e})" if not err < 1e-4 else None
-            if why is not None:
-                departed = f"{fn.__name__}: {name} {why}"
-    print(f"your chain departs first at {departed}" if departed else
-          f"your chain agrees with autograd's gradients at every one of its {len(steps)} steps")
-    return values
