@@ -153,7 +153,7 @@ def cmp(name: str, dt: Any, t: Any, n: int | None = None) -> Check:
             if w not in _warned:  # say it once; the verdicts below keep mentioning it
                 _warned.add(w)
                 _say(IN_PLACE_WARNING.format(w=w), "warning: ")
-        _warn_aliased(name, dt)
+        _warn_aliased({name: dt})
         check = _verdict(Case(name, dt, t, n, tuple(changed)))
     except Exception as e:  # a checker that crashes teaches nothing; report it as a verdict instead
         check = Check(name, False, False, None, f"could not compare ({type(e).__name__}: {e})")
@@ -165,6 +165,11 @@ def cmp(name: str, dt: Any, t: Any, n: int | None = None) -> Check:
     if check.diagnosis:
         _say(check.diagnosis, INDENT + "-> ", INDENT + "   ")
     return check
+
+
+def passed(*names: str) -> bool:
+    """True when the latest check of every one of `names` said correct (a later cell waits for them)."""
+    return all(name in _checks and _checks[name].correct for name in names)
 
 
 def reset_scoreboard() -> None:
@@ -247,13 +252,16 @@ ALIAS_WARNING = (
 )
 
 
-def _warn_aliased(name: str, dt: Any) -> None:
-    """Name every gradient checked earlier that was changed in place since its check, once."""
+def _warn_aliased(values: Mapping[str, Any]) -> None:
+    """Name every gradient checked earlier that was changed in place since its check, once; and the one of
+    `values` (check name -> gradient about to be checked) that is the same tensor, if any."""
     for k, (x, version) in _checked_grads.items():
-        if k == name or k in _warned_grads or _version(x) == version:
+        if k in values or k in _warned_grads or _version(x) == version:
             continue
         _warned_grads.add(k)
-        same = isinstance(dt, torch.Tensor) and dt.numel() > 0 and _same_memory(dt, x)
+        name = next((v for v, dt in values.items()
+                     if isinstance(dt, torch.Tensor) and dt.numel() > 0 and _same_memory(dt, x)), None)
+        same = name is not None
         how = (f" (d{name} is the same tensor as d{k}: `d{name} = d{k}` gives one tensor two names, so changing "
                f"d{name} with += or [...] = changed d{k} too)" if same else " (+=, -=, [...] = or a _ method on it)")
         fix = f"d{name} = d{k}.clone()" if same else f"d{k}.clone()"
@@ -615,8 +623,9 @@ def forward_names(fw: Any) -> dict[str, Any]:
 
 
 def in_scope(fn: Any, names: Mapping[str, Any]) -> Any:
-    """`fn` reading `names` before its own globals. Decorators such as @torch.no_grad() are unwrapped (steps run
-    under no_grad anyway); a torch.autograd.Function class gets its forward and backward rebound."""
+    """`fn` reading `names` before its own globals, and so do the notebook's functions it calls (a Function's
+    backward calling your fused formula). Decorators such as @torch.no_grad() are unwrapped (steps run under
+    no_grad anyway); a torch.autograd.Function class gets its forward and backward rebound."""
     if isinstance(fn, type):
         members = {k: staticmethod(in_scope(fn.__dict__[k].__func__, names))
                    for k in ("forward", "backward", "setup_context") if isinstance(fn.__dict__.get(k), staticmethod)}
@@ -624,10 +633,31 @@ def in_scope(fn: Any, names: Mapping[str, Any]) -> Any:
     inner = inspect.unwrap(fn) if isinstance(fn, types.FunctionType) else fn
     if not isinstance(inner, types.FunctionType) or not names:
         return fn
-    bound = types.FunctionType(inner.__code__, {**inner.__globals__, **names}, inner.__name__,
-                               inner.__defaults__, inner.__closure__)
-    bound.__kwdefaults__, bound.__qualname__ = inner.__kwdefaults__, inner.__qualname__
-    return bound
+    home = inner.__globals__
+    scope, done = {**home, **names}, {}
+
+    def rebind(f: types.FunctionType) -> types.FunctionType:
+        if f not in done:
+            new = types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__, f.__closure__)
+            new.__kwdefaults__, new.__qualname__ = f.__kwdefaults__, f.__qualname__
+            done[f] = new
+            for name in _global_names(f.__code__) - set(names):  # the notebook's functions that f calls
+                g = scope.get(name)
+                g = inspect.unwrap(g) if isinstance(g, types.FunctionType) else g
+                if isinstance(g, types.FunctionType) and g.__globals__ is home:
+                    scope[name] = rebind(g)
+        return done[f]
+
+    return rebind(inner)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The names a code object (and the comprehensions and functions inside it) may read as globals."""
+    found = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            found |= _global_names(c)
+    return found
 
 
 _LIBRARY = tuple(filter(None, {sysconfig.get_paths().get(k) for k in ("stdlib", "purelib", "platlib")}))
@@ -643,8 +673,8 @@ def explain(e: BaseException, fn: Any, names: Mapping[str, Any] = ()) -> str:
     msg = f"{label} raised {type(e).__name__}{where}: {text}"
     missing = getattr(e, "name", None) if isinstance(e, NameError) else None
     if missing:
-        args = _parameters(fn)
-        known = sorted(set(names) | set(args))
+        code = getattr(inspect.unwrap(fn), "__code__", None) if callable(fn) else None
+        known = sorted(set(names) | set(_parameters(fn)) | set(code.co_varnames if code else ()))
         close = difflib.get_close_matches(missing, known, n=1)
         return (msg + f". `{missing}` is neither a tensor of the forward pass nor an argument of {label}: compute it "
                 "inside the step first, or take it as an argument" + (f" (did you mean `{close[0]}`?)" if close else ""))
@@ -665,11 +695,16 @@ def call(fn: Any, args: list, outputs: list[str], names: Mapping[str, Any] = ())
     """fn(*args) under no_grad with `names` in scope, as one value per name in `outputs`. Never raises an
     Exception: a step that raises or returns the wrong number of values gives a StepFailed for each output."""
     label = getattr(fn, "__name__", "your step")
-    try:
+    floats = [x.dtype for x in (*args, *dict(names).values()) if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    default = torch.get_default_dtype()
+    try:  # new tensors (torch.zeros((n, vocab_size))) get the run's dtype: float64 in a float64 re-run
+        torch.set_default_dtype(floats[0] if floats and floats[0] in (torch.float32, torch.float64) else default)
         with torch.no_grad():
             result = in_scope(fn, dict(names))(*args)
     except Exception as e:  # KeyboardInterrupt (a time limit) still stops the cell
-        return (StepFailed(explain(e, fn, names)),) * len(outputs)
+        return _failed(StepFailed(explain(e, fn, names)), label, len(outputs))
+    finally:
+        torch.set_default_dtype(default)
     if len(outputs) == 1:
         return (result,)
     if isinstance(result, (tuple, list)) and len(result) == len(outputs):
@@ -677,8 +712,13 @@ def call(fn: Any, args: list, outputs: list[str], names: Mapping[str, Any] = ())
     if result is ...:  # a TODO left in the return line: each output is "not implemented yet"
         return (...,) * len(outputs)
     got = f"{len(result)} values" if isinstance(result, (tuple, list)) else f"a {type(result).__name__}"
-    return (StepFailed(f"{label} should return {len(outputs)} values ({', '.join(outputs)}), but returned {got}"),
-            ) * len(outputs)
+    return _failed(StepFailed(f"{label} should return {len(outputs)} values ({', '.join(outputs)}), but returned "
+                              f"{got}"), label, len(outputs))
+
+
+def _failed(first: StepFailed, label: str, count: int) -> tuple:
+    """The diagnosis for a step's first output; the others point up to it instead of repeating it."""
+    return (first,) + (StepFailed(f"{label} did not run to its end: see above"),) * (count - 1)
 
 
 def why_unfit(grad: Any, t: Any, name: str = "its tensor") -> str | None:
@@ -752,20 +792,23 @@ def check_step(step: str, fw: Any, outputs: str, ns: Mapping[str, Any] | None = 
     names, fwn = outputs.split(), forward_names(fw)
     fn = ns.get(step)
     args = _feed(fn, ns, fwn, step) if callable(fn) else _not_defined(step)
-    result = (args,) * len(names) if isinstance(args, StepFailed) else call(fn, args, names, fwn)
+    result = _failed(args, step, len(names)) if isinstance(args, StepFailed) else call(fn, args, names, fwn)
+    _warn_aliased({name[1:]: value for name, value in zip(names, result)})  # before any of them is judged
     for name, value in zip(names, result):
         cmp(name[1:], value, fwn.get(name[1:]), n=fwn.get("n"))
     return result[0] if len(result) == 1 else result
 
 
-def step(fn: Any, *args: Any, names: Any = None, outputs: int = 1) -> Any:
+def step(fn: Any, *args: Any, names: Any = None, outputs: int | str = 1) -> Any:
     """Run a step on arguments of your choosing (`fn` or its name), with the forward pass `names` in scope.
-    Returns its value(s); a step that raises or is not defined gives StepFailed instead. Never raises."""
+    `outputs`: how many values it returns, or their names ("dh dW2 db2"). Returns its value(s); a step that
+    raises or is not defined gives StepFailed instead. Never raises."""
     if isinstance(fn, str):
         fn = _caller_namespace().get(fn) or fn
-    labels = [f"output {i}" for i in range(outputs)]
-    result = call(fn, list(args), labels, forward_names(names)) if callable(fn) else (_not_defined(fn),) * outputs
-    return result[0] if outputs == 1 else result
+    labels = outputs.split() if isinstance(outputs, str) else [f"output {i}" for i in range(outputs)]
+    result = (call(fn, list(args), labels, forward_names(names)) if callable(fn) else
+              _failed(_not_defined(fn), fn, len(labels)))
+    return result[0] if len(labels) == 1 else result
 
 
 def run_chain(steps: list[str], outputs: Mapping[str, str], fw: Any, reference: Mapping[str, torch.Tensor],
@@ -810,7 +853,7 @@ def run_chain(steps: list[str], outputs: Mapping[str, str], fw: Any, reference: 
     return values
 
 
-def check_function(function: Any, inputs: tuple, dout: torch.Tensor, labels: list[str | None],
+def check_function(function: type | str, inputs: tuple, dout: torch.Tensor, labels: list[str | None],
                    names: Any = None, n: int | None = None) -> list[Check]:
     """Judge what a torch.autograd.Function's own backward returns, one gradient per input.
 
@@ -820,6 +863,10 @@ def check_function(function: Any, inputs: tuple, dout: torch.Tensor, labels: lis
     loss.backward() or gradcheck would pass such a backward, but a hand-written one must return each input's
     shape. `labels[i]` names input i's check (None: not checked); `names`: the forward pass to have in scope.
     """
+    if isinstance(function, str):  # by name, so a class whose cell failed costs this check only
+        name, function = function, _caller_namespace().get(function)
+        if not isinstance(function, type):
+            return [cmp(label, _not_defined(name), x, n=n) for x, label in zip(inputs, labels) if label]
     returned: list = []
     scoped = in_scope(function, forward_names(names))
 
@@ -835,7 +882,11 @@ def check_function(function: Any, inputs: tuple, dout: torch.Tensor, labels: lis
               for x in inputs]
     failed = None
     try:
-        Recorded.apply(*copies).backward(dout)
+        out = Recorded.apply(*copies)
+        if isinstance(out, torch.Tensor):
+            out.backward(dout)
+        else:  # `...` still in forward: not implemented yet; anything else is said as it is
+            failed = ... if out is ... else StepFailed(f"{label}.forward returned a {type(out).__name__}, not a tensor")
     except Exception as e:  # judged below: what backward returned, if it got that far, or the error
         failed = None if returned else StepFailed(explain(e, function, forward_names(names)))
     got = returned[0] if returned else None
@@ -844,7 +895,7 @@ def check_function(function: Any, inputs: tuple, dout: torch.Tensor, labels: lis
     for i, (x, name) in enumerate(zip(inputs, labels)):
         if name is None:
             continue
-        value = failed or (got[i] if i < len(got) else StepFailed(
+        value = failed if failed is not None else (got[i] if i < len(got) else StepFailed(
             f"{label}.backward returned {len(got)} gradient(s): it must return one per input of forward, "
             f"{len(inputs)} here (None for an input that needs none)"))
         checks.append(cmp(name, value, x, n=n))
@@ -885,13 +936,19 @@ def rel_error(a: float | torch.Tensor, b: float | torch.Tensor, norm: bool = Fal
 GRADCHECK = dict(eps=1e-6, atol=1e-5, rtol=1e-3)  # central differences in float64: 1e-6 steps are accurate to ~1e-9
 
 
-def gradcheck(fn: Callable[..., Any], inputs: Any, name: str = "your backward") -> bool:
+def gradcheck(fn: Callable[..., Any] | str, inputs: Any, name: str = "your backward") -> bool:
     """Check `fn`'s backward (e.g. a torch.autograd.Function's apply) against finite differences; say so plainly.
 
     `inputs`: a tuple of float64 tensors with requires_grad=True (and any others fn takes). torch.autograd.gradcheck
     gives the verdict; a failure is explained from the two Jacobians (which input, which entry, how far). Prints
     one line and returns True when it passes; never lets a traceback out.
     """
+    if isinstance(fn, str):  # a Function (or function) by name: one whose cell failed is said so, not raised
+        found = _caller_namespace().get(fn)
+        if found is None:
+            _say(f"gradcheck could not check {name}: {_not_defined(fn).message}")
+            return False
+        fn = found.apply if isinstance(found, type) else found
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     for i, x in enumerate(inputs):
         if isinstance(x, torch.Tensor) and x.requires_grad and x.dtype != torch.float64:

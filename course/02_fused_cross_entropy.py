@@ -96,8 +96,7 @@ def cross_entropy_backward(logits, Yb):
 
 
 # %% tags=["check"]
-dlogits = cross_entropy_backward(logits, Yb)
-utils.cmp("logits", dlogits, logits, n=n)
+dlogits = utils.check_step("cross_entropy_backward", fw, "dlogits")
 
 
 # %% [markdown]
@@ -307,10 +306,11 @@ print("chunked_backward agrees with autograd:", torch.allclose(chunked_backward(
 # NBVAL_IGNORE_OUTPUT
 # include: speed.clock, speed.time_calls, speed.format_table, speed.race
 
-if not drawable(dlogits):
-    print("timing skipped until cross_entropy_backward is filled in")
+if not utils.passed("logits"):
+    print("timing skipped until cross_entropy_backward passes its check")
 else:
-    timed = race({"chunked": lambda: chunked_backward(fw, Yb), "fused": lambda: cross_entropy_backward(logits, Yb)})
+    fused = utils.in_scope(cross_entropy_backward, utils.forward_names(fw))  # as in its check: forward tensors in scope
+    timed = race({"chunked": lambda: chunked_backward(fw, Yb), "fused": lambda: fused(logits, Yb)})
     print(f"fused is {timed['chunked'][1] / timed['fused'][1]:.1f}x faster than chunked (CPU time)")
 
 
@@ -372,30 +372,13 @@ class CrossEntropy(torch.autograd.Function):
 
 
 # %% tags=["check"]
-def grad_through(loss_fn, logits, Yb):
-    """dlogits as loss_fn(logits, Yb).backward() computes it, on a copy of logits; `...` while loss_fn is unfilled."""
-    x = logits.detach().clone().requires_grad_()
-    try:
-        out = loss_fn(x, Yb)
-        if not torch.is_tensor(out):
-            return ...
-        out.backward()
-    except Exception as e:  # a backward still returning `...`, or a wrong one: say what broke, let cmp judge
-        if "ellipsis" in str(e):
-            return ...
-        print(f"loss.backward() raised {type(e).__name__}: {e}")
-        return e
-    return x.grad
-
-
-dlogits_fn = grad_through(CrossEntropy.apply, logits, Yb)
-if dlogits_fn is ...:
-    print("not implemented yet: fill in CrossEntropy above (gradcheck waits for it)")
-else:
+dloss = torch.tensor(1.0)  # loss.backward() starts with dL/dL = 1
+if all(utils.check_function("CrossEntropy", (logits, Yb), dloss, ["CrossEntropy", None], names=fw, n=n)):
     Yb_small = Yb[:4]                                          # four examples are plenty for finite differences
     logits64 = logits[:4].detach().double().requires_grad_()   # (4, vocab_size), float64
     utils.gradcheck(lambda x: 0.5 * CrossEntropy.apply(x, Yb_small), (logits64,), name="CrossEntropy in 0.5 * loss")
-utils.cmp("CrossEntropy", dlogits_fn, logits, n=n)
+else:
+    print("gradcheck waits until the check above passes")
 
 
 # %% [markdown]

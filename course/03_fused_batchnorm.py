@@ -13,20 +13,29 @@
 # rule (a value used many times receives the sum of all its gradients) does real work.
 #
 # 1. the lecture's model and one batch, and BatchNorm's forward pass as one expression;
-# 2. an aside: $\frac{1}{n}$ or $\frac{1}{n-1}$ in the variance? What `torch.nn.BatchNorm1d` does;
-# 3. **exercise:** BatchNorm's backward, derived by you, in one line;
+# 2. $\frac{1}{n}$ or $\frac{1}{n-1}$ in the variance? What `torch.nn.BatchNorm1d` does, and **exercise:** its
+#    running statistics, written by you and checked against it in training and evaluation mode;
+# 3. **exercise:** BatchNorm's backward, derived by you: first $\partial L/\partial\sigma^2$ and
+#    $\partial L/\partial\mu$, each checked, then the whole layer in one line;
 # 4. **capstone:** your backward inside a `torch.autograd.Function`, checked with `gradcheck`; then LayerNorm's
 #    backward, derived with no formula given;
-# 5. a race: the fused backward against the chunked one.
+# 5. BatchNorm against LayerNorm, measured with your two Functions at batch sizes from 1 to 256;
+# 6. a race: the fused backward against the chunked one.
+#
+# **Time: about 2½ hours** (our estimate, section by section below: 5 to 10 minutes for reading a section, 20 to
+# 30 for each derivation on paper). The notebook itself runs in about a minute on one CPU core.
 
 
 # %%
 utils.reset_scoreboard()  # count only this notebook's checks
 
+import math
 import statistics
 import time
+import warnings
 from types import SimpleNamespace  # what forward returns
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
@@ -37,13 +46,15 @@ import torch.nn.functional as F
 
 # %% [markdown]
 # Autograd gives us the gradient arriving at BatchNorm's output, `fw.hpreact.grad` (our upstream gradient;
-# notebook 01 computes it by hand), and the one at its input, `fw.hprebn.grad` (the reference for our check).
+# notebook 01 computes it by hand), the one at its input, `fw.hprebn.grad` (the reference for our check), and
+# those of the batch mean and variance on the way (`fw.bnmeani.grad`, `fw.bnvar.grad`: references for your
+# intermediate results).
 
 
 # %%
 for p in parameters:
     p.grad = None
-for t in [fw.hprebn, fw.hpreact]:
+for t in [fw.hprebn, fw.bnmeani, fw.bnvar, fw.hpreact]:   # BatchNorm's input, its two statistics, its output
     t.retain_grad()
 fw.loss.backward()
 utils.watch(fw)  # from here on, a check warns if a forward tensor gets changed in place
@@ -53,6 +64,8 @@ print(f"loss: {fw.loss.item():.4f}")
 
 # %% [markdown]
 # ## 1. BatchNorm forward in one expression
+#
+# *About 5 minutes.*
 #
 # For one neuron (one column of `hprebn`) the batch holds $n$ numbers $x_1, \dots, x_n$. In the notation of
 # the BatchNorm paper, with the one change the lecture makes (Bessel's correction, $n-1$, in the variance):
@@ -88,7 +101,9 @@ assert torch.allclose(hpreact_fast, fw.hpreact, atol=1e-6)  # float32 rounds the
 
 
 # %% [markdown]
-# ## 2. An aside: which variance, $\frac{1}{n}$ or $\frac{1}{n-1}$?
+# ## 2. Which variance, $\frac{1}{n}$ or $\frac{1}{n-1}$? And BatchNorm's running statistics
+#
+# *About 35 minutes: 10 for the aside and its prediction, 25 for the exercise.*
 #
 # There are two common estimates of a variance from $n$ samples: the **biased** one, dividing by $n$, and the
 # **unbiased** one, dividing by $n-1$ (Bessel's correction). The batch mean $\mu$ comes from the same sample,
@@ -184,16 +199,90 @@ else:
 # a train/test mismatch: the next layer learned to expect activations of one size and receives smaller ones at
 # test time. The paper gives no reason for the switch, and the lecture treats it as a small bug: the batch is a
 # small sample of the training set, so the unbiased estimate is the better one, and the lecture uses it in
-# training too (`bnvar` has $\frac{1}{n-1}$). `BatchNorm1d` has no option for that, which is why the lecture
-# writes its own. This choice leaves a fingerprint on the backward pass: a factor $\frac{n}{n-1}$.
+# training too (`bnvar` has $\frac{1}{n-1}$). `BatchNorm1d` has no option for that; the lecture can choose
+# freely because it writes BatchNorm out by hand anyway, in order to backpropagate through it. Keep that
+# $\frac{1}{n-1}$ in mind when you derive the backward pass in section 3.
+
+
+# %% [markdown]
+# ### Exercise: BatchNorm1d's running statistics
+#
+# At inference a network sees one example at a time, so BatchNorm cannot use the statistics of a batch.
+# `BatchNorm1d` therefore keeps, during training, an exponential moving average of the batch means and
+# variances, its *running statistics*, and normalises with them in evaluation mode. (The lecture's notebook 04
+# computes them once after training instead, by *calibrating* on the whole training split; notebook 04 compares
+# the two.)
+#
+# **Goal.** `batchnorm_layer(x, gain, bias, running_mean, running_var, training, momentum, eps)`, the forward
+# pass of `torch.nn.BatchNorm1d` in both modes, returning `(out, running_mean, running_var)`:
+#
+# * **training mode** (`training=True`): normalise `x` with its own batch statistics, and return the running
+#   statistics moved towards those of the batch: PyTorch's `momentum` is the weight of the new batch,
+#   $r \leftarrow (1 - \text{momentum})\, r + \text{momentum} \cdot (\text{batch statistic})$;
+# * **evaluation mode** (`training=False`): normalise with the running statistics, and return them unchanged.
+#
+# Which variance goes where is what the cell above measured: use the same. **Shapes.** `x`, `out`: `(n, D)`;
+# `gain`, `bias`, `running_mean`, `running_var`: `(D,)`, as `BatchNorm1d` stores them.
+
+
+# %%
+def batchnorm_layer(x, gain, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    # x (n, D); gain, bias, running_mean, running_var (D,) -> out (n, D), running_mean (D,), running_var (D,)
+    # BEGIN SOLUTION
+    if training:
+        mean, var = x.mean(0), x.var(0, correction=0)  # (D,): normalise a batch with its biased variance
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * x.var(0, correction=1)  # keep the unbiased one
+    else:
+        mean, var = running_mean, running_var          # (D,): evaluation mode reads the running statistics
+    out = gain * (x - mean) / torch.sqrt(var + eps) + bias  # (n, D)
+    #@ out = ...  # TODO: (n, D), and in training mode the new running_mean and running_var, each (D,)
+    # END SOLUTION
+    return out, running_mean, running_var
+
+
+# %% [markdown]
+# The check runs your layer beside `torch.nn.BatchNorm1d` (gain and bias copied in): three batches of the
+# model's `hprebn` in training mode, then a fourth in evaluation mode. Each step is judged alone: your layer
+# receives PyTorch's running statistics of the step before, so one slip costs one line.
+
+
+# %% tags=["check"] points=4
+# include: norm_layers.compare_with_batchnorm1d, norm_layers._close, norm_layers._why, norm_layers._momentum_slip
+
+gr = torch.Generator().manual_seed(2)
+with torch.no_grad():
+    bn_batches = [forward(C, W1, b1, W2, b2, bngain, bnbias, Xtr[i], Ytr[i]).hprebn    # 4 batches, (n, n_hidden)
+                  for i in torch.randint(0, Xtr.shape[0], (4, batch_size), generator=gr)]
+running_check = compare_with_batchnorm1d(batchnorm_layer, bn_batches, bngain.detach().view(-1),
+                                         bnbias.detach().view(-1), momentum=0.1)
+print("your batchnorm_layer is torch.nn.BatchNorm1d in both modes:", running_check)
+
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# Two branches, `if training:` and `else:`. Both end with the same normalisation,
+# `gain * (x - mean) / torch.sqrt(var + eps) + bias`; they differ in where `mean` and `var` come from.
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# In training mode, two different variances: `x.var(0, correction=0)` to normalise the batch, and
+# `x.var(0, correction=1)` for the running estimate. Make new tensors for the running statistics
+# (`running_var = (1 - momentum) * running_var + ...`) rather than changing the arguments in place.
+# </details>
 
 
 # %% [markdown]
 # ## 3. Exercise: BatchNorm's backward in one line
 #
+# *About 50 minutes: 20 for the two statistics, 30 for the whole layer.*
+#
 # **Goal.** Given the gradient at BatchNorm's output, `dhpreact` $= \partial L/\partial y$, compute the gradient
 # at its input, `dhprebn` $= \partial L/\partial x$, shape `(n, n_hidden)`, in one expression, without the
 # chunked chain. (The gradients of $\gamma$ and $\beta$ are easy, as in notebook 01; they come back in section 4.)
+# In two steps, each checked: first the gradients of the batch variance and mean, then the whole expression.
 #
 # **The forward operation**, per neuron, is the one of section 1: $\mu$, $\sigma^2$ (over $n-1$), then
 # $\hat{x}_i = (x_i - \mu)/\sqrt{\sigma^2+\epsilon}$ and $y_i = \gamma\hat{x}_i + \beta$. Your function receives:
@@ -207,17 +296,59 @@ else:
 
 
 # %% [markdown]
+# **Your turn, step 1, on paper first: the two statistics.** For one neuron, find $\partial L/\partial\sigma^2$ and
+# $\partial L/\partial\mu$, one number each, so `(1, n_hidden)` for all neurons. Go backwards as autograd would:
+# $\hat{x}$ first, then $\sigma^2$, then $\mu$. The rule that does the work is **sum over the uses of a tensor**:
+# $\sigma^2$ is a single number read by all $n$ of the $\hat{x}_j$; $\mu$ is read by all of them too, and by
+# $\sigma^2$ itself. Write the result with the arguments the function gets: `bnraw` is $\hat{x}_j = (x_j - \mu)\,s$,
+# so a deviation $x_j - \mu$ is `bnraw / bnvar_inv`.
+
+
+# %%
+@torch.no_grad()
+def batchnorm_stats_backward(dhpreact, bngain, bnvar_inv, bnraw):
+    # dL/dbnvar and dL/dbnmeani, the gradients of BatchNorm's batch variance and mean, for all neurons at once:
+    # dhpreact (n, n_hidden), bngain (1, n_hidden), bnvar_inv (1, n_hidden), bnraw (n, n_hidden) -> (1, n_hidden) each
+    # BEGIN SOLUTION
+    dbnraw = bngain * dhpreact                                            # (n, n_hidden): dL/dxhat
+    dbnvar = -0.5 * bnvar_inv**2 * (dbnraw * bnraw).sum(0, keepdim=True)  # (1, n_hidden)
+    dbnmeani = -bnvar_inv * dbnraw.sum(0, keepdim=True)                   # (1, n_hidden): the sigma^2 path adds 0
+    #@ dbnvar = ...  # TODO: (1, n_hidden), dL/dsigma^2
+    #@ dbnmeani = ...  # TODO: (1, n_hidden), dL/dmu
+    # END SOLUTION
+    return dbnvar, dbnmeani
+
+
+# %% tags=["check"]
+dbnvar, dbnmeani = utils.check_step("batchnorm_stats_backward", fw, "dbnvar dbnmeani")
+
+
+# %% [markdown]
+# <details><summary>Hint 1</summary>
+#
+# One term of $\partial L/\partial \mu$ is $\frac{\partial L}{\partial \sigma^2}$ times how $\sigma^2$ moves with
+# $\mu$. Write $\sigma^2$ out and differentiate it with respect to $\mu$: what do the deviations $x_i - \mu$ sum to?
+# </details>
+#
+# <details><summary>Hint 2</summary>
+#
+# Name $g_j = \gamma\,\partial L/\partial y_j$ (that is `bngain * dhpreact`) and $s = (\sigma^2+\epsilon)^{-1/2}$.
+# Then $\partial L/\partial\sigma^2$ and $\partial L/\partial\mu$ are each a number times a sum over $j$, and a sum
+# over the batch is `.sum(0, keepdim=True)`. The local derivative of $(\sigma^2+\epsilon)^{-1/2}$ is
+# $-\frac{1}{2}s^3$; two of the three factors of $s$ turn a deviation into $\hat{x}$.
+# </details>
+
+
+# %% [markdown] tags=["derivation"]
 # ![BatchNorm as a graph: mu and sigma^2 fan out to every row, x-hat feeds the output](attachment:batchnorm_graph.png)
 
 
 # %% [markdown]
-# **Your turn, on paper first.** For one neuron over the batch, differentiate
-# $\hat{x}_i = (x_i - \mu)/\sqrt{\sigma^2+\epsilon}$ with respect to $x_i$. There are three paths into $x_i$: direct,
-# through $\mu$, and through $\sigma^2$. The rule that does the work is **sum over the uses of a tensor**: $\mu$
-# and $\sigma^2$ are single numbers read by all $n$ of the $\hat{x}_j$, so each collects gradient from all of
-# them. Go backwards as autograd would ($\hat{x}$, $\sigma^2$, $\mu$, $x$), simplify until only $\gamma$, $s$,
-# $\hat{x}$, $\partial L/\partial y$ and sums over the batch are left, then write it for all neurons: a sum over
-# the batch is `.sum(0)`.
+# **Your turn, step 2: the whole layer.** Now differentiate $\hat{x}_i = (x_i - \mu)/\sqrt{\sigma^2+\epsilon}$
+# with respect to $x_i$. There are three paths into $x_i$: direct, through $\mu$, and through $\sigma^2$, and you
+# have the gradients at the ends of the last two. Simplify until only $\gamma$, $s$, $\hat{x}$,
+# $\partial L/\partial y$ and sums over the batch are left, then write it for all neurons in one expression: a
+# sum over the batch is `.sum(0)`.
 
 
 # %%
@@ -235,30 +366,19 @@ def batchnorm_backward(dhpreact, bngain, bnvar_inv, bnraw):
 
 
 # %% tags=["check"]
-try:
-    dhprebn = batchnorm_backward(dhpreact, bngain, fw.bnvar_inv, fw.bnraw)
-except Exception as e:  # a mistake inside your function: one line, and the rest of the notebook still runs
-    print(f"batchnorm_backward raised {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
-    dhprebn = ...
-hprebn_check = utils.cmp("hprebn", dhprebn, fw.hprebn, n=n)  # truthy when right: the race below waits for it
+dhprebn = utils.check_step("batchnorm_backward", fw, "dhprebn")
 
 
 # %% [markdown]
 # <details><summary>Hint 1</summary>
 #
-# One term of $\partial L/\partial \mu$ is $\frac{\partial L}{\partial \sigma^2}$ times how $\sigma^2$ moves with
-# $\mu$. Write $\sigma^2$ out and differentiate it with respect to $\mu$: what do the deviations $x_i - \mu$ sum to?
+# The local derivatives along the three paths: $\partial\hat{x}_i/\partial x_i = s$,
+# $\partial\sigma^2/\partial x_i = 2(x_i - \mu)/(n-1)$, $\partial\mu/\partial x_i = 1/n$. Multiply each by the
+# gradient at its end and add. The result has three terms, each `(n, n_hidden)` once broadcast, under a
+# per-neuron factor `(1, n_hidden)`.
 # </details>
 #
 # <details><summary>Hint 2</summary>
-#
-# Name $g_j = \gamma\,\partial L/\partial y_j$ and $s = (\sigma^2+\epsilon)^{-1/2}$. Then $\partial L/\partial\sigma^2$
-# and $\partial L/\partial\mu$ are each a number times a sum over $j$; use $(x_j - \mu)\,s = \hat{x}_j$ to turn
-# deviations into `bnraw`. The result has three terms, each `(n, n_hidden)` once broadcast, under a per-neuron
-# factor `(1, n_hidden)`.
-# </details>
-#
-# <details><summary>Hint 3</summary>
 #
 # The two sums are over the batch: one of `dhpreact`, one of `dhpreact * bnraw`, both `.sum(0)`. Watch the
 # constants: a $\frac{1}{n-1}$ from $\sigma^2$ survives as a factor $\frac{n}{n-1}$ on one term only, so if the
@@ -359,35 +479,6 @@ hprebn_check = utils.cmp("hprebn", dhprebn, fw.hprebn, n=n)  # truthy when right
 
 
 # %% [markdown]
-# **Predict.** Before reading on: what does each column of `dhprebn` sum to over the batch, `dhprebn.sum(0)`?
-# Think about what happens to BatchNorm's output when every input of one neuron is shifted by the same amount.
-
-
-# %%
-# BEGIN SOLUTION
-predicted_dhprebn_sum = 0.0  # a common shift of a neuron's inputs is absorbed by the mean: no gradient along it
-#@ predicted_dhprebn_sum = ...  # TODO: your prediction for dhprebn.sum(0): one number (the same for every neuron)
-# END SOLUTION
-
-
-# %%
-truth = fw.hprebn.grad.sum(0)            # (n_hidden,) from autograd's gradient, so this works before yours does
-scale = fw.hprebn.grad.abs().sum(0)      # (n_hidden,) a yardstick per neuron
-print(f"dhprebn.sum(0): largest entry {truth.abs().max().item():.1e}, "
-      f"while a column's entries add up to {scale.mean().item():.1e} in size")
-if predicted_dhprebn_sum is ...:
-    print("no prediction yet: fill in predicted_dhprebn_sum above")
-else:
-    try:
-        guessed = torch.as_tensor(predicted_dhprebn_sum, dtype=truth.dtype).expand_as(truth)
-        right = bool(((guessed - truth).abs() <= 1e-3 * scale).all())
-        print("your prediction is right: every column sums to zero" if right else
-              "not quite: every column sums to zero (up to rounding); the insight below says why")
-    except Exception:
-        print("could not read your prediction as a number: write one number, e.g. 1.5")
-
-
-# %% [markdown]
 # **Insight.** Read the three terms in the parentheses of the formula. The first is the gradient that would
 # flow if normalisation did nothing. The second subtracts its mean over the batch, and the third its component
 # along $\hat{x}$. Those are the two directions the layer is blind to: shift all the inputs of a neuron by the
@@ -460,20 +551,15 @@ class BatchNorm(torch.autograd.Function):
 
 
 # %% tags=["check"]
-x, gain, bias = (t.detach().clone().requires_grad_(True) for t in (fw.hprebn, bngain, bnbias))
-try:
-    BatchNorm.apply(x, gain, bias).backward(dhpreact)  # autograd calls BatchNorm.backward with dout = dhpreact
-except Exception as e:
-    print(f"BatchNorm.backward did not run: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
-utils.cmp("BatchNorm.x", x.grad, fw.hprebn, n=n)
-utils.cmp("BatchNorm.gain", gain.grad, bngain, n=n)
-utils.cmp("BatchNorm.bias", bias.grad, bnbias, n=n)
+# autograd calls BatchNorm.backward with dout = dhpreact; what it returns is judged before autograd touches it
+utils.check_function("BatchNorm", (fw.hprebn, bngain, bnbias), dhpreact,
+                     ["BatchNorm.x", "BatchNorm.gain", "BatchNorm.bias"], names=fw, n=n)
 
 g64 = torch.Generator().manual_seed(0)
 x8 = torch.randn(8, 5, generator=g64, dtype=torch.float64, requires_grad=True)
 gain8 = (1 + 0.1 * torch.randn(1, 5, generator=g64, dtype=torch.float64)).requires_grad_(True)
 bias8 = (0.1 * torch.randn(1, 5, generator=g64, dtype=torch.float64)).requires_grad_(True)
-bn_gradcheck = utils.gradcheck(BatchNorm.apply, (x8, gain8, bias8), name="BatchNorm.backward")
+bn_gradcheck = utils.gradcheck("BatchNorm", (x8, gain8, bias8), name="BatchNorm.backward")
 
 
 # %% [markdown]
@@ -483,6 +569,45 @@ bn_gradcheck = utils.gradcheck(BatchNorm.apply, (x8, gain8, bias8), name="BatchN
 # and `bnraw`. `dgain` and `dbias` are notebook 01's `dbngain` and `dbnbias`: `gain` and `bias` were broadcast
 # down the rows, so their gradients are sums over dim 0, kept as `(1, D)` with `keepdim=True`.
 # </details>
+
+
+# %% [markdown]
+# **Why the check above calls your backward's own result, not `x.grad`.** Return `dgain` of shape `(n, D)`, one
+# row per example, the sum over the batch forgotten, and `loss.backward()` still runs, `gain.grad` comes out
+# `(1, D)` and right, and `gradcheck` passes. Autograd sees that `(n, D)` can be summed down to the `(1, D)` of
+# the input, as broadcasting made it, and sums it for you. Here is that on the smallest case, `y = x * w` with a
+# `(1, D)` weight, whose backward forgets the sum:
+
+
+# %%
+class Scale(torch.autograd.Function):
+    """y = x * w, w (1, D) broadcast down the n rows of x; this backward forgets to sum dw over the rows."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        ctx.save_for_backward(x, w)
+        return x * w
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w = ctx.saved_tensors
+        return dy * w, dy * x  # dw is (n, D), not (1, D)
+
+
+xs = torch.randn(8, 5, generator=g64, dtype=torch.float64, requires_grad=True)
+ws = torch.randn(1, 5, generator=g64, dtype=torch.float64, requires_grad=True)
+Scale.apply(xs, ws).sum().backward()
+print(f"backward returned dw of shape (8, 5); autograd stored w.grad of shape {tuple(ws.grad.shape)}, "
+      f"equal to the true gradient: {torch.allclose(ws.grad, xs.detach().sum(0, keepdim=True))}")
+utils.gradcheck(Scale.apply, (xs, ws), name="Scale.backward")
+
+
+# %% [markdown]
+# **Insight.** A backward that relies on this works only inside autograd. The same function used by hand, as in
+# notebook 04, where nothing sums for you, hands an `(n, D)` gradient to the update: `gain -= lr * dgain` stops
+# on the shapes, and `gain = gain - lr * dgain` silently makes the gain `(n, D)`, one per example. So a
+# hand-written backward returns each input's own shape, and the course's check judges exactly what your `backward`
+# returned, before autograd touches it.
 
 
 # %% [markdown]
@@ -567,11 +692,7 @@ ln_x = fw.hprebn.detach().clone().requires_grad_(True)                          
 ln_gain = (1 + 0.1 * torch.randn(n_hidden, generator=gl)).requires_grad_(True)  # (n_hidden,)
 ln_bias = (0.1 * torch.randn(n_hidden, generator=gl)).requires_grad_(True)      # (n_hidden,)
 layernorm_forward(ln_x, ln_gain, ln_bias).backward(dhpreact)   # autograd's reference gradients
-try:
-    dx, dgain, dbias = layernorm_backward(dhpreact, ln_x.detach(), ln_gain.detach())
-except Exception as e:
-    print(f"layernorm_backward raised {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
-    dx = dgain = dbias = ...
+dx, dgain, dbias = utils.step("layernorm_backward", dhpreact, ln_x.detach(), ln_gain.detach(), outputs=3)
 utils.cmp("LayerNorm.x", dx, ln_x, n=n)
 utils.cmp("LayerNorm.gain", dgain, ln_gain, n=n)
 utils.cmp("LayerNorm.bias", dbias, ln_bias, n=n)
@@ -579,7 +700,7 @@ utils.cmp("LayerNorm.bias", dbias, ln_bias, n=n)
 x8 = torch.randn(8, 5, generator=g64, dtype=torch.float64, requires_grad=True)
 gain8 = (1 + 0.1 * torch.randn(5, generator=g64, dtype=torch.float64)).requires_grad_(True)
 bias8 = (0.1 * torch.randn(5, generator=g64, dtype=torch.float64)).requires_grad_(True)
-ln_gradcheck = utils.gradcheck(LayerNorm.apply, (x8, gain8, bias8), name="layernorm_backward")
+ln_gradcheck = utils.gradcheck("LayerNorm", (x8, gain8, bias8), name="layernorm_backward")
 
 
 # %% [markdown]
@@ -630,7 +751,200 @@ ln_gradcheck = utils.gradcheck(LayerNorm.apply, (x8, gain8, bias8), name="layern
 
 
 # %% [markdown]
-# ## 5. The race: fused against chunked
+# ## 5. BatchNorm against LayerNorm, measured
+#
+# *About 20 minutes; the experiment runs in well under a minute.*
+#
+# LayerNorm's insight above says that it does not depend on the batch. Here you measure it, with your own two
+# Functions in the lecture's model (BatchNorm's place taken by one or the other), instead of taking it on trust.
+#
+# **Predict first.** Feed the lecture's BatchNorm (training mode, exactly `BatchNorm.forward` above) a batch of
+# **one** example. What comes out for each neuron: `"input"` (the example passes unchanged), `"zero"`, `"bias"`
+# ($\beta$, whatever the input) or `"nan"`? Work it out from the forward pass: the mean, the deviation, the variance.
+
+
+# %%
+# BEGIN SOLUTION
+predicted_batch_of_one = "nan"  # mean = the example, deviation 0, variance 0 / (1 - 1): 0 * inf = nan
+#@ predicted_batch_of_one = ...  # TODO: "input", "zero", "bias" or "nan"
+# END SOLUTION
+
+
+# %%
+one = fw.hprebn.detach()[:1]                                    # (1, n_hidden): a batch of one example
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")                             # torch warns that n - 1 = 0 degrees of freedom
+    out_one = BatchNorm.apply(one, bngain.detach(), bnbias.detach())
+candidates = {"input": one, "zero": torch.zeros_like(one), "bias": bnbias.detach().expand_as(one)}
+actual = "nan" if out_one.isnan().all() else next((k for k, v in candidates.items() if torch.allclose(out_one, v)), "?")
+print(f"BatchNorm on one example gives {actual!r} for every neuron")
+try:
+    torch.nn.BatchNorm1d(n_hidden).train()(one)
+except ValueError as e:                                          # PyTorch refuses instead
+    print(f"torch.nn.BatchNorm1d in training mode refuses: {e}")
+ln_one = LayerNorm.apply(one, torch.ones(n_hidden), torch.zeros(n_hidden))
+ln_batch = LayerNorm.apply(fw.hprebn.detach(), torch.ones(n_hidden), torch.zeros(n_hidden))
+print("LayerNorm on the same example alone gives what it gives inside the whole batch:",
+      torch.equal(ln_one[0], ln_batch[0]))
+print(utils.judge(predicted_batch_of_one, actual))
+
+
+# %% [markdown]
+# With one example, its mean is itself, so its deviation is $0$, and the variance over $n - 1 = 0$ examples is
+# $\frac{0}{0}$: the lecture's BatchNorm cannot train at batch size 1 at all (with the biased variance it would
+# output $\beta$ whatever the input: no better). Now the experiment. Two measurements at batch sizes 1 to 256:
+#
+# * **Training.** The lecture's model, with BatchNorm or with LayerNorm, trained from the same initialisation for
+#   the same number of steps at each batch size, through your `BatchNorm` and `LayerNorm` Functions (autograd
+#   calls your backward passes), then its loss on the validation split. BatchNorm is evaluated with statistics
+#   calibrated on the whole training split, as in notebook 04.
+# * **Batch-mates.** One fixed example goes through the normalisation (training mode) with 20 different random
+#   sets of batch-mates: how much does its output move? (The forward passes only, on the model's `hprebn`.)
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def norm_works(Function, reference, gain_shape):
+    """Does Function's backward give autograd's gradients of `reference` on a small float64 input? Never raises."""
+    gw = torch.Generator().manual_seed(4)
+    inputs = [torch.randn(shape, generator=gw, dtype=torch.float64, requires_grad=True)
+              for shape in ((8, 5), gain_shape, gain_shape)]
+    try:
+        ours = torch.autograd.grad(Function.apply(*inputs).pow(3).sum(), inputs)
+        theirs = torch.autograd.grad(reference(*inputs).pow(3).sum(), inputs)
+        return all(torch.allclose(a, b) for a, b in zip(ours, theirs))
+    except Exception:
+        return False
+
+
+def train_with(Function, m, steps=300, lr=0.1):
+    """The lecture's model with Function in BatchNorm's place, trained `steps` steps at batch size m; its val loss."""
+    gt = torch.Generator().manual_seed(2147483647)
+    C_, W1_, b1_, W2_, b2_, gain_, bias_ = init_params(vocab_size, n_embd, n_hidden, block_size, gt)
+    if Function is LayerNorm:
+        gain_, bias_ = gain_.view(-1), bias_.view(-1)           # (n_hidden,), as torch.nn.LayerNorm keeps them
+    params = [C_, W1_, b1_, W2_, b2_, gain_, bias_]
+    for p in params:
+        p.requires_grad_(True)
+    hidden = lambda X: C_[X].view(X.shape[0], -1) @ W1_ + b1_  # hprebn, (m, n_hidden)
+    for _ in range(steps):
+        ix = torch.randint(0, Xtr.shape[0], (m,), generator=gt)
+        loss = F.cross_entropy(torch.tanh(Function.apply(hidden(Xtr[ix]), gain_, bias_)) @ W2_ + b2_, Ytr[ix])
+        for p in params:
+            p.grad = None
+        loss.backward()                                          # through your backward
+        with torch.no_grad():
+            for p in params:
+                p -= lr * p.grad
+    with torch.no_grad():
+        h_dev = hidden(Xdev)
+        if Function is BatchNorm:                                # frozen statistics, calibrated on the training split
+            h_tr = hidden(Xtr)
+            normed = gain_ * (h_dev - h_tr.mean(0)) * (h_tr.var(0, correction=1) + 1e-5) ** -0.5 + bias_
+        else:
+            normed = Function.apply(h_dev, gain_, bias_)
+        return F.cross_entropy(torch.tanh(normed) @ W2_ + b2_, Ydev).item()
+
+
+def batchmate_change(Function, m, trials=20):
+    """How much one example's normalised output moves when its m - 1 batch-mates are redrawn: the standard
+    deviation over the trials, averaged over the neurons (0: the example depends on itself only)."""
+    gb = torch.Generator().manual_seed(5)
+    one = torch.ones(n_hidden)
+    with torch.no_grad():
+        x0 = fw.hprebn[:1]                                       # (1, n_hidden): one fixed example
+        outs = []
+        for _ in range(trials):
+            ix = torch.randint(0, Xtr.shape[0], (m - 1,), generator=gb)
+            mates = C[Xtr[ix]].view(m - 1, n_embd * block_size) @ W1 + b1  # (m - 1, n_hidden): other examples
+            outs.append(Function.apply(torch.cat([x0, mates]), one, 0 * one)[0])
+    return torch.stack(outs).std(0).mean().item()
+
+
+batch_sizes = [2**k for k in range(9)]                          # 1, 2, 4, ..., 256
+lecture_bn = lambda x, gain, bias: gain * (x - x.mean(0, keepdim=True)) * (x.var(0, keepdim=True, correction=1)
+                                                                           + 1e-5) ** -0.5 + bias
+results = None
+if not (norm_works(BatchNorm, lecture_bn, (1, 5)) and norm_works(LayerNorm, layernorm_forward, (5,))):
+    print("not implemented yet: the experiment waits until your BatchNorm and LayerNorm pass their checks above")
+else:
+    start = time.perf_counter()
+    results = {"BatchNorm": {}, "LayerNorm": {}}
+    for m in batch_sizes:
+        for name, Function in (("BatchNorm", BatchNorm), ("LayerNorm", LayerNorm)):
+            if name == "BatchNorm" and m == 1:                   # 0 / 0: nothing to train or to measure
+                results[name][m] = (math.nan, math.nan)
+                continue
+            results[name][m] = (train_with(Function, m), batchmate_change(Function, m))
+    print(f"batch size | val loss: BatchNorm  LayerNorm | batch-mates move the output: BatchNorm  LayerNorm")
+    for m in batch_sizes:
+        (bl, bc), (ll, lc) = results["BatchNorm"][m], results["LayerNorm"][m]
+        print(f"{m:10d} | {bl:19.3f}  {ll:9.3f} | {bc:40.3f}  {lc:9.1e}")
+    print(f"({time.perf_counter() - start:.0f} s)")
+
+
+# %%
+if results is None:
+    print("Nothing to plot yet: the experiment above waits for your Functions.")
+else:
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, style in (("BatchNorm", "o-"), ("LayerNorm", "s--")):
+        left.plot(batch_sizes, [results[name][m][0] for m in batch_sizes], style, label=name)
+        right.plot(batch_sizes, [max(results[name][m][1], 1e-9) for m in batch_sizes], style, label=name)
+    left.set(xscale="log", xlabel="batch size", ylabel="val loss after the same number of steps",
+             title="training (BatchNorm cannot train at 1)")
+    right.set(xscale="log", yscale="log", xlabel="batch size", ylabel="std of one example's output",
+              title="one example, its batch-mates redrawn (1e-9: exactly 0)")
+    for ax in (left, right):
+        ax.set_xticks(batch_sizes, [str(m) for m in batch_sizes])
+        ax.legend()
+    plt.show()
+
+
+# %%
+if results is not None:
+    bn_moves = [results["BatchNorm"][m][1] for m in batch_sizes[1:]]
+    print("LayerNorm: one example's output is the same whatever its batch-mates, at every batch size:",
+          all(results["LayerNorm"][m][1] == 0 for m in batch_sizes))
+    print("BatchNorm: it moves with its batch-mates, less and less as the batch grows:",
+          all(a > b > 0 for a, b in zip(bn_moves, bn_moves[1:])))
+
+
+# %% [markdown]
+# **What it shows.** Right: LayerNorm's output for an example is exactly the same whatever the batch around it;
+# BatchNorm's moves with the batch-mates, by roughly $1/\sqrt{m}$ (the noise of a mean and variance estimated from
+# $m$ samples). Left: both models learn more per step with a bigger batch (less gradient noise), but BatchNorm
+# pays extra at small batches, where its statistics are noisy in training and differ from the calibrated ones at
+# evaluation; at batch size 1 it cannot train at all, while LayerNorm trains the same way at every size. At large
+# batches BatchNorm catches up, and here even does a little better: its noise is also a mild regulariser.
+
+
+# %% [markdown]
+# **Explain why, in your own words** (double-click this cell and write below the line). A model trained with
+# BatchNorm is used to name one new example at a time. Why can it not simply run the layer of `BatchNorm.forward`
+# on that one example, what does it do instead, and why does a model with LayerNorm need none of that?
+#
+# ---
+#
+# *Your answer:*
+#
+# <details><summary>A model answer (open it after writing yours)</summary>
+#
+# In training mode BatchNorm normalises with the mean and variance of the batch, so an example's output depends on
+# its batch-mates (the right panel), and for a batch of one the variance is $0/0$. At inference there are no
+# batch-mates, and the answer for an example must not depend on which others happen to be processed with it. So
+# the layer freezes its statistics: running averages kept during training (`BatchNorm1d`'s running mean and
+# variance, section 2) or statistics calibrated on the training split after it (notebook 04), and normalises
+# every example with those. LayerNorm normalises each example over its own features, so training and inference
+# compute the same thing and there is nothing to freeze.
+#
+# </details>
+
+
+# %% [markdown]
+# ## 6. The race: fused against chunked
+#
+# *About 5 minutes.*
 #
 # The baseline is notebook 01's chain through BatchNorm, fed with the same upstream `dhpreact`. The notebook
 # provides it, in the folded cell below. **It holds notebook 01's answers** for the three BatchNorm steps: if you
@@ -664,11 +978,12 @@ print("chunked backward agrees with autograd:",
 # NBVAL_IGNORE_OUTPUT
 # include: speed.clock, speed.time_calls, speed.format_table, speed.race
 
-if not hprebn_check:
+if not utils.passed("hprebn"):  # the race waits for a right dhprebn
     print("timing skipped until batchnorm_backward passes its check")
 else:
+    fused = utils.in_scope(batchnorm_backward, utils.forward_names(fw))  # as in its check: forward tensors in scope
     timed = race({"chunked": lambda: chunked_batchnorm_backward(dhpreact),
-                  "fused": lambda: batchnorm_backward(dhpreact, bngain, fw.bnvar_inv, fw.bnraw)})
+                  "fused": lambda: fused(dhpreact, bngain, fw.bnvar_inv, fw.bnraw)})
     print(f"fused is {timed['chunked'][1] / timed['fused'][1]:.1f}x faster than chunked (CPU time)")
 
 

@@ -28,7 +28,6 @@
 import contextlib
 import io
 import time
-import traceback
 
 import matplotlib.pyplot as plt
 import torch
@@ -256,18 +255,13 @@ for p in parameters:
     p.requires_grad = True
 for i in range(check_steps):
     Xb, Yb = get_batch(g)
-    loss, cache = train_forward(Xb, Yb, parameters)
+    names = {}  # every tensor of this step's forward pass, by name: your backward may read them, as in the lecture
+    loss, cache = train_forward(Xb, Yb, parameters, names)
     for p in parameters:
         p.grad = None
     loss.backward()  # the reference: autograd's gradients in p.grad
-    try:
-        with torch.no_grad():
-            grads = backward(Xb, Yb, parameters, cache)  # yours
-    except Exception as e:  # an error in backward() is a verdict too: name the line, then judge nothing
-        grads = [None] * len(parameters)
-        lines = [f.line for f in traceback.extract_tb(e.__traceback__) if f.name == "backward"]
-        print("backward() stopped" + (f" at `{lines[-1]}`" if lines else "") + f" with {type(e).__name__}: {e}")
-        print("Nothing below can be compared until backward() runs to its end.")
+    # yours, found by name; if it raises, the first check below says where and why
+    grads = utils.step("backward", Xb, Yb, parameters, cache, names=names, outputs=" ".join(f"d{p}" for p in param_names))
     shown = contextlib.nullcontext() if i == 0 else contextlib.redirect_stdout(io.StringIO())
     with shown:  # after the first step, count the verdicts instead of printing them
         checks = [utils.cmp(f"d{name}", grad, p, n=n) for name, grad, p in zip(param_names, grads, parameters)]
@@ -431,8 +425,9 @@ else:
         bar = tqdm(range(max_steps), desc="your backward()", mininterval=2)
         for i in bar:
             Xb, Yb = get_batch(g)
-            loss, cache = train_forward(Xb, Yb, parameters)
-            grads = backward(Xb, Yb, parameters, cache)
+            names = {}  # this step's forward tensors, by name, for a backward that reads them
+            loss, cache = train_forward(Xb, Yb, parameters, names)
+            grads = utils.in_scope(backward, names)(Xb, Yb, parameters, cache)
             lr = 0.1 if i < max_steps // 2 else 0.01
             for p, grad in zip(parameters, grads):
                 p += -lr * grad

@@ -24,9 +24,10 @@ from lecture import (backward_bn_affine, backward_bn_mean, backward_bn_var, back
 # ---------------------------------------------------------------------------------------------- the training steps
 
 
-def train_forward(Xb, Yb, params):
+def train_forward(Xb, Yb, params, names=None):
     """The forward pass of the lecture's training loop (exercise 4): torch's mean and var, F.cross_entropy.
-    Returns the loss and what the backward pass needs: (embcat, bnraw, bnvar_inv, h, logits)."""
+    Returns the loss and what the backward pass needs: (embcat, bnraw, bnvar_inv, h, logits). A dict `names`
+    receives every tensor of the pass by its name (hpreact, bnvar, ...), for a backward that reads them."""
     C, W1, b1, W2, b2, bngain, bnbias = params
     emb = C[Xb]                                         # (n, block_size, n_embd)
     embcat = emb.view(emb.shape[0], -1)                 # (n, n_embd * block_size)
@@ -39,6 +40,8 @@ def train_forward(Xb, Yb, params):
     h = torch.tanh(hpreact)                             # (n, n_hidden)
     logits = h @ W2 + b2                                # (n, vocab_size)
     loss = F.cross_entropy(logits, Yb)
+    if names is not None:
+        names.update(locals())
     return loss, (embcat, bnraw, bnvar_inv, h, logits)
 
 
