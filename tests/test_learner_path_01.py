@@ -116,7 +116,8 @@ def test_a_step_filled_alone_is_judged_right_on_its_own(run):
     assert verdicts(out["backward_bn_mean"]) == {"bnmeani": True, "hprebn": True}
     assert "backward_bn_mean is fed autograd's dbndiff (yours is still `...`)" in out["backward_bn_mean"]
     assert verdicts(out["backward_embedding"]) == {"C": True}
-    assert "backward_embedding is fed autograd's demb (yours is still `...`)" in out["backward_embedding"]
+    # backward_view raises below, so its demb is missing: fed autograd's, and said so
+    assert "backward_embedding is fed autograd's demb (yours is missing)" in out["backward_embedding"]
     # a step left as `...` is not right, even when fed autograd's upstream gradient
     assert verdicts(out["backward_logits"]) == {"norm_logits": False, "logit_maxes": False, "logits": False}
     assert "not implemented yet" in out["backward_logits"]
@@ -124,10 +125,11 @@ def test_a_step_filled_alone_is_judged_right_on_its_own(run):
     assert "is fed" not in out["backward_layer1"]
 
 
-def test_a_step_that_raises_prints_one_line(run):
+def test_a_step_that_raises_gets_its_error_and_line_as_the_verdict(run):
     _, out = run
-    lines = out["backward_view"].splitlines()
-    assert lines[0].startswith("backward_view raised RuntimeError: "), lines
+    text = " ".join(out["backward_view"].split())
+    assert "-> backward_view raised RuntimeError at `return dembcat.view(emb.shape[0] + 1, -1)`: " in text, text
+    assert "Fix that line" in text and "not implemented" not in text
     assert verdicts(out["backward_view"]) == {"emb": False}
     assert "Traceback" not in out["backward_view"]
 
@@ -146,9 +148,12 @@ def test_a_db1_of_the_wrong_shape_is_diagnosed_and_breaks_nothing(run):
     assert verdicts(out["backward_layer1"]) == {"embcat": True, "W1": True, "b1": False}
     assert "(1, 64)" in out["backward_layer1"] and "(64,)" in out["backward_layer1"]
     assert verdicts(out["b1 again"]) == {"b1": False}   # the check of db1 that can fail fails too
-    # section 5 on the half-filled chain: the first step is still `...`
+    # section 5 on the half-filled chain: the first step is still `...`; autograd's stand in for the missing
+    # gradients, so the filled steps below still run, and db1's shape is already named
     assert "your chain departs first at backward_logprobs: dlogprobs is still `...`" in out["chain"]
-    assert "b1      skipped: db1 is still `...`" in out["fd"]
+    assert "stood in where yours were missing" in out["chain"]
+    assert "b1      skipped: db1 has shape (1, 64), but b1 has shape (64,)" in out["fd"]
+    assert "bngain  skipped: dbngain is still `...`" in out["fd"]
     # on the whole chain, the db1 of the wrong shape is named, and the finite-difference check skips only b1
     assert ("your chain departs first at backward_layer1: db1 has shape (1, 64), but b1 has shape (64,)"
             in out["chain again"]), out["chain again"]

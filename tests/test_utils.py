@@ -474,3 +474,69 @@ def test_rel_error_is_the_largest_entrywise_relative_error():
     assert utils.rel_error(torch.zeros(3), torch.zeros(3)) == 0.0  # 0 in both counts as agreeing
     assert utils.rel_error(torch.zeros(0), torch.zeros(0)) == 0.0
     assert utils.rel_error(2.0, 2.0) == 0.0
+
+
+# ---------------------------------------------------------------------------------------------- the step harness
+
+def test_a_step_that_raises_is_a_verdict_with_its_line(capsys, m):
+    def backward_tanh(dh, h):
+        # a typo: hpreact_
+        dhpreact = (1.0 - torch.tanh(hpreact_) ** 2) * dh
+        return dhpreact
+
+    names = utils.forward_names(SimpleNamespace(**m["t"]))
+    (value,) = utils.call(backward_tanh, [m["d"]["h"], m["t"]["h"]], ["dhpreact"], names)
+    assert isinstance(value, utils.StepFailed)
+    res, out = run(capsys, "hpreact", value, m["t"]["hpreact"], rule="step_failed")
+    assert ("backward_tanh raised NameError at `dhpreact = (1.0 - torch.tanh(hpreact_) ** 2) * dh`" in out
+            and "`hpreact_` is neither a tensor of the forward pass nor an argument of backward_tanh" in out
+            and "did you mean `hpreact`?" in out and "not implemented" not in out), out
+
+
+def test_a_step_reads_the_forward_tensors_of_the_run_it_is_called_in(m):
+    def backward_tanh(dh, h):
+        return (1.0 - torch.tanh(hpreact) ** 2) * dh  # noqa: F821  read by name, as in the lecture
+
+    fw = SimpleNamespace(**m["t"])
+    (d,) = utils.call(backward_tanh, [m["d"]["h"], fw.h], ["dhpreact"], utils.forward_names(fw))
+    assert torch.allclose(d, m["d"]["hpreact"])
+    other = {"hpreact": torch.zeros(2, 3, dtype=torch.float64)}  # another run: its own hpreact, its dtype
+    (d,) = utils.call(backward_tanh, [torch.ones(2, 3, dtype=torch.float64), None], ["dhpreact"], other)
+    assert torch.equal(d, torch.ones(2, 3, dtype=torch.float64))
+    assert "hpreact" not in backward_tanh.__globals__ or backward_tanh.__globals__["hpreact"] is not other["hpreact"]
+
+
+def test_a_gradient_changed_in_place_after_its_check_is_named(capsys, m):
+    utils.reset_scoreboard()
+    dbndiff = m["d"]["bndiff"].clone()
+    utils.cmp("bndiff", dbndiff, m["t"]["bndiff"])
+    dhprebn = dbndiff  # one tensor, two names
+    dhprebn += 1.0
+    capsys.readouterr()
+    utils.cmp("hprebn", dhprebn, m["t"]["hprebn"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert ("warning: dbndiff, which its check judged above, was changed in place since (dhprebn is the same tensor "
+            "as dbndiff" in out and "dhprebn = dbndiff.clone()" in out), out
+    utils.reset_scoreboard()
+
+
+def test_a_function_is_judged_on_what_its_backward_returns(capsys):
+    class Scale(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w):
+            ctx.save_for_backward(x, w)
+            return x * w
+
+        @staticmethod
+        def backward(ctx, dy):
+            x, w = ctx.saved_tensors
+            return dy * w, dy * x  # dw (n, D) for w (1, D): autograd would sum it
+
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(1, 3, dtype=torch.float64, requires_grad=True)
+    (x * w).backward(torch.ones(4, 3, dtype=torch.float64))
+    checks = utils.check_function(Scale, (x, w), torch.ones(4, 3, dtype=torch.float64), ["x", "w"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert [bool(c) for c in checks] == [True, False]
+    assert checks[1].rule == "broadcast_not_summed" and "yours would be right" in out
+    assert utils.gradcheck(Scale.apply, (x, w))  # while gradcheck, through autograd, passes it
