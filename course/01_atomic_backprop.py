@@ -1,20 +1,18 @@
 # %% [markdown]
 # # 01 · Atomic backprop: every gradient by hand
 #
-# In this notebook you throw away `loss.backward()` and compute, one small tensor at a time, every gradient of a
-# real neural network: the character-level MLP of *makemore* (embedding, linear layer, BatchNorm, tanh, linear
-# layer, cross-entropy), trained on 32,033 names. There are 26 gradients to write, from `logprobs` at the top all
-# the way down to the embedding table `C`, and each one is checked against PyTorch the moment you write it.
+# You throw away `loss.backward()` and compute, one small tensor at a time, every gradient of the character-level
+# MLP of *makemore* (embedding, linear layer, BatchNorm, tanh, linear layer, cross-entropy): 26 gradients, of 19
+# intermediate tensors and 7 parameters, each checked against PyTorch the moment you write it.
 #
-# The plan:
+# 1. **Refresher**: a scalar autograd engine in a few dozen lines.
+# 2. **The model**: data, parameters, one batch, the forward pass cut into atoms.
+# 3. **The exercise**: the backward pass through every atom, checked step by step.
+# 4. **No autograd at all**: your whole backward pass checked against finite differences in float64.
+# 5. **Why it matters**: four ways backprop leaks through the abstraction.
 #
-# 1. **Refresher.** A scalar autograd engine in a few dozen lines, to recall what backpropagation does.
-# 2. **Why bother.** Three short demonstrations that backprop is a *leaky abstraction*.
-# 3. **The model.** Data, parameters, one batch, the forward pass cut into atoms, and autograd's reference gradients.
-# 4. **The exercise.** The backward pass through every intermediate tensor, checked step by step.
-# 5. **No autograd at all.** Your whole backward pass, re-run in float64 and checked against finite differences.
-#
-# Everything runs on a CPU in well under a minute.
+# **Time: about 3 hours** (our estimate: 5 to 10 minutes per atomic step, 14 of them, plus reading). The notebook
+# runs on a CPU in well under a minute.
 
 
 # %% tags=["setup"]
@@ -33,16 +31,16 @@ import torch.nn.functional as F
 # %% [markdown]
 # ## 1 · Refresher: backpropagation on scalars
 #
-# Backpropagation is the chain rule, applied in the right order. Every operation knows two things: how to compute
-# its output (the forward pass), and its **local derivative**, how its output changes when one input changes. Going
-# backwards from the loss, each operation takes the gradient that arrives from above (the *upstream* gradient,
-# $\partial L / \partial \text{out}$) and sends to each input
+# *About 15 minutes.*
+#
+# Backpropagation is the chain rule, applied in the right order. Going backwards from the loss, each operation
+# takes the gradient that arrives from above (the *upstream* gradient) and sends to each input its **local
+# derivative** times it:
 #
 # $$\frac{\partial L}{\partial \text{in}} \mathrel{+}= \underbrace{\frac{\partial\, \text{out}}{\partial\, \text{in}}}_{\text{local}} \cdot \underbrace{\frac{\partial L}{\partial\, \text{out}}}_{\text{upstream}}.$$
 #
-# The `+=` matters: when a value feeds several operations (it *fans out*), the loss depends on it along several
-# paths, and its gradient is the **sum** of the contributions of all paths. Here is a whole engine: a `Value` holds a
-# number, its gradient, where it came from, and a `_backward` function that applies the rule above.
+# The `+=` matters: a value that feeds several operations (it *fans out*) gets the **sum** over all its paths. A
+# whole engine: a `Value` holds a number, its gradient, its inputs, and a `_backward` that applies the rule.
 
 
 # %%
@@ -108,8 +106,7 @@ class Value:
 
 
 # %% [markdown]
-# A small expression in which `a` and `b` are both used twice, checked against PyTorch (in float64, so the two
-# should agree to about 15 digits):
+# An expression that uses `a` and `b` twice each, checked against PyTorch in float64:
 
 
 # %%
@@ -133,8 +130,7 @@ assert abs(L.data - tL.item()) < 1e-12
 
 
 # %% [markdown]
-# Why `+=` and not `=`: in `a * a` the variable `a` reaches the output along two paths, each contributing $a$, so the
-# derivative is $2a$. With `=`, the second path would overwrite the first and give $a$.
+# Why `+=`: in `a * a`, `a` reaches the output along two paths, each contributing $a$; `=` would give $a$, not $2a$.
 
 
 # %%
@@ -144,89 +140,33 @@ print("d(a*a)/da =", a.grad, "  (= 2a; overwriting instead of accumulating would
 
 
 # %% [markdown]
-# A popular primer of this kind has a slip in its `_backward`: it writes `self.data += other.data * out.grad`
-# where it means `self.grad += ...`. It runs without an error, which is what makes it dangerous. Here is one step
-# of it by hand: the "gradient" lands in the **value** of `a`, whose gradient stays zero, and every later result
-# computed from `a` is silently wrong.
+# Forgetting a path is the classic mistake, and it runs without an error. One write-up of this exercise
+# differentiates a softmax keeping only how each $p_i$ moves with its *own* $x_i$, although every $x_j$ reaches
+# every $p_i$ through the shared sum:
 
 
 # %%
-a, b = Value(2.0), Value(-3.0)
-out = a * b                                 # -6.0
-out.grad = 1.0
-a.data += b.data * out.grad                 # the slip: .data where .grad was meant
-print(f"a.data = {a.data} (was 2.0), a.grad = {a.grad}, a * b is now {(a * b).data} (was -6.0)")
+x = torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64, requires_grad=True)
+upstream = torch.tensor([0.3, -1.0, 0.7], dtype=torch.float64)   # some dL/dp
+p = torch.softmax(x, 0)
+p.backward(upstream)                                             # autograd: every path
+p = p.detach()
+own_path_only = p * (1 - p) * upstream                           # the bug: dp_i/dx_i only, the diagonal
+print("autograd      :", [round(v, 4) for v in x.grad.tolist()])
+print("own path only :", [round(v, 4) for v in own_path_only.tolist()])
 
 
 # %% [markdown]
-# Tensors change nothing in principle: a tensor operation is many scalar operations at once, and its backward pass
-# is many local derivatives times upstream gradients at once, with the sums over fan-outs done by `sum`.
+# Tensors change nothing in principle: a tensor operation is many scalar operations at once, and the sums over
+# fan-outs are done by `sum`.
 
 
 # %% [markdown]
-# ## 2 · Why bother? Backpropagation is a leaky abstraction
+# ## 2 · The data and the model
 #
-# Autograd computes gradients for you, so why write them by hand? Because stacking differentiable blocks does
-# not make a network train. If you do not know what flows backwards, you cannot see why it stops flowing. Three
-# small examples.
+# *About 10 minutes.*
 #
-# **Saturated tanh.** The local derivative of tanh is $1 - \tanh^2(x)$. Once $|x|$ is large, the output sits at
-# ±1 and almost nothing flows back, however large the upstream gradient is:
-
-
-# %%
-x = torch.tensor([0.5, 2.0, 5.0, 10.0], requires_grad=True)
-torch.tanh(x).sum().backward()
-for xi, gi in zip(x.tolist(), x.grad.tolist()):
-    print(f"x = {xi:5.1f}   tanh(x) = {math.tanh(xi):.6f}   dtanh/dx = {gi:.1e}")
-
-
-# %% [markdown]
-# **Dead neurons.** A ReLU whose pre-activation is negative for every input outputs 0 and passes back exactly 0:
-# its weights get no gradient, ever, so they never change. Here a large negative bias kills the neuron:
-
-
-# %%
-gd = torch.Generator().manual_seed(2147483647)
-X = torch.randn((8, 4), generator=gd)           # 8 inputs
-w = torch.randn(4, generator=gd, requires_grad=True)
-bias = torch.tensor(-10.0, requires_grad=True)   # pushed far negative, e.g. by one huge update
-torch.relu(X @ w + bias).sum().backward()
-print("active inputs:", int(((X @ w + bias) > 0).sum()), "of", X.shape[0])
-print("gradient on w is all zero:", bool((w.grad == 0).all()), "| on the bias:", bias.grad.item())
-
-
-# %% [markdown]
-# **Clipping the loss when the gradient was meant.** A bug seen in real code: to stop outliers from dominating
-# training, someone clips each example's **loss** at a maximum. But a clipped value is a constant, and a constant
-# has zero derivative: the outliers are not tamed, they are *ignored*. What was meant is to cap the **gradient**,
-# which the Huber loss (`F.huber_loss`) does: quadratic near zero, linear beyond, so an outlier still pulls,
-# with bounded force.
-
-
-# %%
-pred = torch.tensor([0.5, -1.0, 1.5, 8.0, -9.0], requires_grad=True)   # the last two are outliers
-target = torch.zeros(5)
-
-per_example = 0.5 * (pred - target) ** 2
-per_example.clamp(max=2.0).sum().backward()      # the bug: clip each example's loss at 2
-print("clipped loss, gradient:", [round(v, 2) for v in pred.grad.tolist()])
-
-pred.grad = None
-F.huber_loss(pred, target, reduction="sum", delta=2.0).backward()   # meant: cap each gradient at 2
-print("Huber loss,   gradient:", [round(v, 2) for v in pred.grad.tolist()])
-
-
-# %% [markdown]
-# With the clipped loss, the two outliers get a gradient of exactly 0 and the network never learns from them;
-# nothing crashes and nothing warns. You only see it if you think about what flows backwards. That is the skill
-# this course trains.
-
-
-# %% [markdown]
-# ## 3 · The data and the model
-#
-# The sizes are the lecture's, and they are set here and only here: every later cell derives its shapes from them.
+# The lecture's sizes, set here only: every later cell derives its shapes from them.
 
 
 # %% tags=["sizes"]
@@ -245,14 +185,8 @@ print("train:", tuple(Xtr.shape), " dev:", tuple(Xdev.shape), " test:", tuple(Xt
 
 
 # %% [markdown]
-# The parameters, initialised as in the lecture, with two deliberate oddities:
-#
-# * **No zeros.** Biases usually start at zero and the BatchNorm gain at one. Here every parameter gets small random
-#   values instead, because exact zeros and ones can **hide a wrong gradient**: if `bngain` were all ones, a gradient
-#   that forgot to multiply by `bngain` would still match; if `W2` were all zeros, the gradient flowing into `h`
-#   would be zero whatever came from above. Small random numbers unmask such mistakes.
-# * **`b1` is kept on purpose.** A bias right before BatchNorm is an odd parameter, and its gradient makes a good
-#   puzzle: 4.11 asks you to predict it.
+# The lecture's parameters, all small random numbers: exact zeros and ones (the usual biases and gain) can **hide a
+# wrong gradient**. `b1` is kept, as in the lecture: 4.11 asks about it.
 
 
 # %%
@@ -265,8 +199,7 @@ print("parameters:", sum(p.nelement() for p in parameters))
 
 
 # %% [markdown]
-# One batch of examples, drawn with the same generator (so this is the lecture's very batch). `n` is the name the
-# math uses for the batch size.
+# One batch, the lecture's very batch (same generator). `n` is the batch size in the math.
 
 
 # %%
@@ -279,9 +212,8 @@ print("Xb:", tuple(Xb.shape), " Yb:", tuple(Yb.shape))
 # %% [markdown]
 # ### The forward pass, cut into atoms
 #
-# `F.cross_entropy` and a BatchNorm layer would do this in two calls. Here every small operation gets its own line
-# and its own named tensor, so that we can walk back through them one at a time. The function returns all of its
-# names (inputs and intermediates) in one object `fw`, so `fw.probs` is the tensor `probs`.
+# Every small operation gets its own line and its own named tensor, to walk back through one at a time.
+# `forward` returns all of them in one object: `fw.probs` is the tensor `probs`.
 
 
 # %% [markdown]
@@ -298,12 +230,12 @@ assert torch.allclose(fw.loss, F.cross_entropy(fw.logits, Yb))   # the atoms add
 
 
 # %% [markdown]
-# ### Autograd's reference
+# ## 3 · Autograd's reference, and your tools
 #
-# PyTorch keeps the gradients of leaf tensors (the parameters) only. `retain_grad()` asks it to keep those of the
-# intermediates too, so that every one of your gradients has a reference to be compared with. The last line asks
-# the checker to watch the forward tensors: if your code ever changes one of them in place (say
-# `fw.h.detach().mul_(2)`), every later check says so, instead of blaming a formula that may be right.
+# *About 10 minutes.*
+#
+# `retain_grad()` makes PyTorch keep the gradients of the intermediates too, not only of the parameters: the
+# references for your checks. `utils.watch` then warns if your code ever changes a forward tensor in place.
 
 
 # %%
@@ -321,44 +253,26 @@ utils.watch(fw)   # from now on, every check warns if one of these tensors is ch
 # %% [markdown]
 # ## 4 · The exercise: backpropagate through every atom
 #
-# You now walk from the loss back to `C`, one forward line at a time. Each step is a small function: its arguments
-# are the upstream gradient(s) and the forward tensors of that line, its body is yours, and the check below it
-# compares your result with autograd's. (Sizes such as `n` and `vocab_size` are read from the tensors or the
-# notebook.) Keeping each step a function lets section 5 re-run your whole backward pass in float64 without autograd.
+# *About 2 hours: 5 to 10 minutes per step, 14 steps.*
 #
-# **Derive first, then open.** Each step gives the goal, the forward line, the shapes and which rule applies; the
-# derivation comes after the check, folded in the exercise version. Work it out on paper, write the code, run the
-# check; open the hints if you are stuck, and the derivation once you have tried.
+# From the loss back to `C`, one forward line at a time. Each step is a small function of the upstream gradient(s)
+# and the forward tensors of its line; its body is yours. **Derive it on paper, write it, run the check**; hints
+# and the derivation come after the check, folded. Every check judges its own step only (a missing upstream
+# gradient is replaced by autograd's, and it says so), so any order works.
 #
-# **Any step, in any order.** Every check judges only its own step. When a step needs an upstream gradient that is
-# still `...` or not right yet, it is fed autograd's instead and says so in one line. So if 4.4 will not come out,
-# go on with 4.5 and come back later. Section 5 then chains your own steps and names the first one where the chain
-# departs.
+# Four rules carry you through:
 #
-# Four rules will carry you through:
-#
-# 1. **Shapes first.** A gradient always has exactly the shape of its tensor: `dW1` has the shape of `W1`. Before
-#    writing a line, write down the shapes involved; often only one expression can produce the right one.
-# 2. **A broadcast in the forward pass is a sum in the backward pass.** If a `(1, n_hidden)` tensor is stretched
-#    over `n` rows, each of its entries is used `n` times, so its gradient is the sum over those rows (and vice
-#    versa: a sum in the forward pass becomes a broadcast in the backward pass).
-# 3. **A tensor used twice receives the sum of both gradients**, exactly like `+=` in the scalar engine.
+# 1. **Shapes first.** A gradient has exactly the shape of its tensor: `dW1` has the shape of `W1`.
+# 2. **A broadcast in the forward pass is a sum in the backward pass**, and a sum becomes a broadcast.
+# 3. **A tensor used twice receives the sum of both gradients**, like `+=` in the scalar engine.
 # 4. **Local derivative times upstream gradient**, elementwise for elementwise operations.
 #
-# About the checks: *correct* means approximately equal to autograd (`torch.allclose`), and that is all that is
-# required. Many lines will even be **bit-exact** (`exact: True`), because they do the very same floating-point
-# operations as autograd; but summing the same numbers in another order changes the last bits, and the order
-# depends on your CPU, so a correct line may read `exact: False` on your machine and `True` on another. Section 4.14
-# says which lines are expected to be bit-exact, and why the others are not.
-#
-# A finite-difference helper confirms each local derivative numerically once you have derived it, as learners
-# working through this lecture often did: it nudges $x$ by $\pm h$ and compares $\frac{f(x+h) - f(x-h)}{2h}$ with
-# the formula, in float64.
+# *Correct* means `approximate: True`; that is all that is required. `exact` says whether the bits agree too
+# (4.14 says which lines are bit-exact here, and why).
 
 
 # %% [markdown]
-# **Shapes first**, then: here is every tensor of the forward pass with its shape. Keep this list in view; each
-# gradient you write must have exactly the shape of its tensor.
+# **Shapes first**: every tensor of the forward pass with its shape. Keep this list in view.
 
 
 # %%
@@ -368,7 +282,7 @@ for name, t in vars(fw).items():
 
 
 # %% [markdown]
-# And the finite-difference helper for local derivatives:
+# The finite-difference helper for local derivatives, in float64:
 
 
 # %%
@@ -384,12 +298,8 @@ check_local("d(x^2)/dx = 2x (a sanity check)", lambda x: x**2, lambda x: 2 * x)
 
 
 # %% [markdown]
-# The exercise starts here: the scoreboard is cleared, and 26 checks are to come. Each check cell calls
-# `utils.check_step("backward_x", fw, "dx ...")`, which finds your step by its name, hands it its arguments by
-# the names of its def line, feeds it autograd's upstream gradient where yours is missing or not right yet, runs
-# it, and compares each output with autograd's. Inside a step every tensor of the forward pass can be read by its
-# name, as in the lecture (`hpreact`, `bndiff`, ...), even if it is not an argument. A step that raises gets its
-# error and the line that raised; a cell that failed costs its own check only.
+# The scoreboard is cleared: 26 checks to come. Inside a step every tensor of the forward pass can be read by its
+# name (`hpreact`, `bndiff`, ...), as in the lecture.
 
 
 # %%
@@ -639,8 +549,8 @@ check_local("d(x^-1)/dx = -x^-2", lambda x: x**-1, lambda x: -x**-2)
 # counts = norm_logits.exp()                         # (n, vocab_size)
 # ```
 #
-# **Predict first.** `logit_maxes` is there only for numerical safety. Before deriving anything: will its gradient
-# `dlogit_maxes` come out mostly `"positive"`, mostly `"negative"`, or `"zero"` (up to rounding)?
+# **Predict first.** Each row's largest logit is subtracted from the whole row. Before deriving anything: will the
+# gradient `dlogit_maxes` come out mostly `"positive"`, mostly `"negative"`, or `"zero"` (up to rounding)?
 
 
 # %%
@@ -847,7 +757,7 @@ check_local("d(tanh x)/dx = 1 - tanh(x)^2", torch.tanh, lambda x: 1 - torch.tanh
 
 
 # %% [markdown]
-# **Insight.** This is the saturation of section 2 inside our network: wherever $|h|$ is close to 1, the factor
+# **Insight.** This is the saturation of section 6 (at the end) inside our network: wherever $|h|$ is close to 1, the factor
 # $1 - h^2$ is close to 0 and the neuron passes almost nothing back.
 
 
@@ -1014,12 +924,6 @@ dbnmeani, dhprebn = utils.check_step("backward_bn_mean", fw, "dbnmeani dhprebn")
 
 
 # %% [markdown]
-# **Insight.** Sum a column of `dhprebn`: the direct path gives $\sum_i \partial L/\partial\,\mathrm{bndiff}_{ij}$, and
-# the path through the mean gives $n \cdot \frac{1}{n}\, \partial L/\partial\,\mathrm{bnmeani}_j$, exactly minus that.
-# So every column of `dhprebn` sums to zero, whatever the upstream gradient. Keep that in mind for the next step.
-
-
-# %% [markdown]
 # ### 4.11 · `embcat`, `W1`, `b1`: the first linear layer
 #
 # **Goal:** `dembcat` `(n, n_embd * block_size)`, `dW1` `(n_embd * block_size, n_hidden)`, `db1` `(n_hidden,)`.
@@ -1097,7 +1001,10 @@ else:
 
 
 # %% [markdown]
-# **Insight.** `db1` is the column sums of `dhprebn`, and 4.10 showed that every one of them is zero. In terms of
+# **Insight.** `db1` is the column sums of `dhprebn`. Sum a column: the direct path of 4.10 gives
+# $\sum_i \partial L/\partial\,\mathrm{bndiff}_{ij}$, and the path through the mean gives
+# $n \cdot \frac{1}{n}\, \partial L/\partial\,\mathrm{bnmeani}_j$, exactly minus that: every column of `dhprebn` sums
+# to zero, whatever the upstream gradient. In terms of
 # paths: `b1` reaches the loss along two of them, directly through `bndiff` and through the mean `bnmeani`.
 # Raising `b1` raises a whole column of `hprebn`; along the first path that raises `bndiff`, along the second it
 # raises `bnmeani`, which lowers `bndiff` by exactly as much. The two paths cancel, so a bias right before BatchNorm
@@ -1219,23 +1126,15 @@ print("index_add_     :", torch.zeros(3).index_add_(0, torch.tensor([0, 0, 2]), 
 # %% [markdown]
 # ### 4.14 · Which lines are bit-exact?
 #
-# Only approximate equality is required: a check passes when your gradient agrees with autograd's within
-# `torch.allclose`'s tolerance, a relative error of about $10^{-5}$ (`approximate: True`). Bit-exactness is a curiosity. Here is what to expect on a typical
-# x86-64 CPU with PyTorch 2.13, with the lines as written in the solution:
-#
-# * **bit-exact:** the 11 lines from `logprobs` to `b2` (`maxdiff: 0.0e+00`). They perform the very same
-#   floating-point operations as autograd, in the same order, so the results agree to the last bit.
-# * **approximate only:** the 15 lines from `hpreact` down to `C` (`maxdiff` around $10^{-9}$). The cause is one
-#   line: autograd computes the tanh backward $(1 - h^2)\cdot$upstream in a compiled kernel that, on CPUs with
-#   fused multiply-add instructions, computes $1 - h \cdot h$ with one rounding where `1.0 - h**2` rounds twice.
-#   That last-bit difference in `dhpreact` then flows into every gradient below it, although each of those is
-#   computed exactly as autograd computes it.
-# * The second `b1` check of 4.11 is bit-exact again: its upstream gradient is made up, so no tanh reaches it.
-#   Its verdict is the one the scoreboard keeps for `b1`.
-#
-# So this notebook's scoreboard, built on such a machine, reads 26/26 correct, 12 bit-exact; yours may differ
-# in the second number and that is fine. You can watch the single rounding make the difference on a random tensor
-# (the printed verdicts depend on your CPU):
+# Only `approximate: True` is required; bit-exactness is a curiosity. On the x86-64 CPU these notebooks were built
+# on, the 11 lines from `logprobs` to `b2` are bit-exact: they do the very operations autograd does, in the same
+# order. The 15 from `hpreact` down are not, because of one line: autograd's tanh backward computes $1 - h\cdot h$
+# with a fused multiply-add (one rounding), where `1.0 - h**2` rounds twice, and that last bit flows into every
+# gradient below (the made-up `b1` check of 4.11 is exact again: no tanh reaches it). Hence the scoreboard's
+# "26/26 correct, 12 bit-exact"; your CPU may give another second number. The lecture met the same effect in the
+# forward pass: it writes `counts_sum**-1` rather than `1 / counts_sum` because autograd's backward of a division
+# did not match its hand-written one to the bit, while that of the power did. The single rounding, on a random
+# tensor (the verdicts depend on your CPU):
 
 
 # %%
@@ -1254,12 +1153,9 @@ print("1 - y*y fused (one rounding) bit-exact:", torch.equal(one_rounding, x.gra
 
 
 # %% [markdown]
-# Where the fused version is bit-exact, using it for `dhpreact` makes all 26 lines bit-exact (we tried). That is a
-# fact about one CPU and one build of PyTorch, not a better answer: both are correct.
-
-
-# %% [markdown]
 # ## 5 · Your whole backward pass, without autograd
+#
+# *About 10 minutes.*
 #
 # So far autograd was the judge. A judge that needs no autograd at all is the definition of the derivative:
 # nudge one parameter entry by $\pm h$, recompute the loss, and take
@@ -1347,6 +1243,114 @@ score = utils.scoreboard()
 
 # %%
 print("all 26 gradients correct:", score.correct == score.total == 26)
+
+
+# %% [markdown]
+# ## 6 · Why it matters: backpropagation is a leaky abstraction
+#
+# *About 15 minutes.*
+#
+# Autograd computes gradients for you, so why write them by hand? Because stacking differentiable blocks does
+# not make a network train. If you do not know what flows backwards, you cannot see why it stops flowing. Four
+# small examples.
+#
+# **Saturated tanh.** The local derivative of tanh is $1 - \tanh^2(x)$. Once $|x|$ is large, the output sits at
+# ±1 and almost nothing flows back, however large the upstream gradient is:
+
+
+# %%
+x = torch.tensor([0.5, 2.0, 5.0, 10.0], requires_grad=True)
+torch.tanh(x).sum().backward()
+for xi, gi in zip(x.tolist(), x.grad.tolist()):
+    print(f"x = {xi:5.1f}   tanh(x) = {math.tanh(xi):.6f}   dtanh/dx = {gi:.1e}")
+
+
+# %% [markdown]
+# **Dead neurons.** A ReLU whose pre-activation is negative for every input outputs 0 and passes back exactly 0:
+# its weights get no gradient, ever, so they never change. Here a large negative bias kills the neuron:
+
+
+# %%
+gd = torch.Generator().manual_seed(2147483647)
+X = torch.randn((8, 4), generator=gd)           # 8 inputs
+w = torch.randn(4, generator=gd, requires_grad=True)
+bias = torch.tensor(-10.0, requires_grad=True)   # pushed far negative, e.g. by one huge update
+torch.relu(X @ w + bias).sum().backward()
+print("active inputs:", int(((X @ w + bias) > 0).sum()), "of", X.shape[0])
+print("gradient on w is all zero:", bool((w.grad == 0).all()), "| on the bias:", bias.grad.item())
+
+
+# %% [markdown]
+# **Clipping the loss when the gradient was meant.** A bug seen in real code: to stop outliers from dominating
+# training, someone clips each example's **loss** at a maximum. But a clipped value is a constant, and a constant
+# has zero derivative: the outliers are not tamed, they are *ignored*. What was meant is to cap the **gradient**,
+# which the Huber loss (`F.huber_loss`) does: quadratic near zero, linear beyond, so an outlier still pulls,
+# with bounded force.
+
+
+# %%
+pred = torch.tensor([0.5, -1.0, 1.5, 8.0, -9.0], requires_grad=True)   # the last two are outliers
+target = torch.zeros(5)
+
+per_example = 0.5 * (pred - target) ** 2
+per_example.clamp(max=2.0).sum().backward()      # the bug: clip each example's loss at 2
+print("clipped loss, gradient:", [round(v, 2) for v in pred.grad.tolist()])
+
+pred.grad = None
+F.huber_loss(pred, target, reduction="sum", delta=2.0).backward()   # meant: cap each gradient at 2
+print("Huber loss,   gradient:", [round(v, 2) for v in pred.grad.tolist()])
+
+
+# %% [markdown]
+# With the clipped loss, the two outliers get a gradient of exactly 0 and the network never learns from them;
+# nothing crashes and nothing warns. You only see it if you think about what flows backwards. That is the skill
+# this course trains.
+
+
+# %% [markdown]
+# **Exploding and vanishing gradients.** The backward pass through a stack of layers multiplies the upstream
+# gradient by one local Jacobian per layer. Here are 30 linear layers whose weights are all a little too small,
+# right, or a little too large (scaled by 0.8, 1 or 1.25 around the $1/\sqrt{\text{fan-in}}$ that keeps the size
+# of a vector), and the size of the gradient that reaches the input:
+
+
+# %%
+ge = torch.Generator().manual_seed(2147483647)
+width, depth = 50, 30
+Ws = [torch.randn((width, width), generator=ge) / width**0.5 for _ in range(depth)]
+x0 = torch.randn((1, width), generator=ge)
+for scale in (0.8, 1.0, 1.25):
+    x = x0.clone().requires_grad_()
+    out = x
+    for W in Ws:
+        out = out @ (scale * W)
+    out.sum().backward()
+    print(f"weights x {scale:4.2f}: |gradient at the input| = {x.grad.norm().item():8.1e}")
+
+
+# %% [markdown]
+# About six orders of magnitude between the first and the last, from a change of 25% in the weights. Recurrent networks, which apply
+# the same layer at every time step, meet this at every sequence: their gradients vanish or explode, which is
+# what careful initialisation, normalisation layers and gradient clipping are for.
+#
+# **Explain why, in your own words** (double-click this cell and write below the line). Using the chain rule:
+# why does the gradient at the input scale roughly like $\text{scale}^{30}$, and why does the loss itself give
+# no warning when it happens?
+#
+# ---
+#
+# *Your answer:*
+#
+# <details><summary>A model answer (open it after writing yours)</summary>
+#
+# The input's gradient is the upstream gradient multiplied by the transpose of every layer's weight matrix in
+# turn, 30 multiplications. Multiplying by a matrix scaled by $c$ scales the vector by $c$ times what the unscaled
+# matrix does (about 1 here), so after 30 layers the gradient is about $c^{30}$ times its size: $0.8^{30} \approx
+# 10^{-3}$, $1.25^{30} \approx 10^{3}$. The forward pass multiplies by the same factors, but nothing forces the
+# loss to look wrong: a huge or tiny gradient only shows in the updates (the weights of the first layers barely
+# move, or jump), so you see it by looking at gradient sizes layer by layer.
+#
+# </details>
 
 
 # %% [markdown]
