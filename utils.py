@@ -1026,3 +1026,12 @@ def judge(prediction: Any, truth: bool | float | str, tolerance: float = 0.0) ->
         except (TypeError, ValueError):
             return f"your prediction {prediction!r} is not a number"
     return f"your prediction {prediction!r}: {'right' if right else 'wrong'}"
+
+
+def reveal(name: str, truth: bool | float | str, tolerance: float = 0.0, ns: Mapping[str, Any] | None = None) -> str:
+    """`judge` for the prediction stored under `name` in the notebook (the caller's globals by default): a
+    prediction cell that failed to run says so instead of raising a NameError here."""
+    ns = _caller_namespace() if ns is None else ns
+    if name not in ns:
+        return f"no prediction yet: {name} is not defined; run its cell (fix it first if it stopped with an error)"
+    return judge(ns[name], truth, tolerance)
