@@ -1,38 +1,34 @@
 """Grade a class's filled-in notebooks with nbgrader, locally: one command, a CSV of grades, feedback per learner.
 
     python tools/grade.py SUBMISSIONS               # make grade SUBMISSIONS=path
-    python tools/grade.py --export-source DIR       # an nbgrader course folder for JupyterHub (README)
+    python tools/grade.py --export-source DIR       # a complete nbgrader course for JupyterHub (make export-course)
 
 SUBMISSIONS holds one folder per learner, each with any of the four exercise notebooks under its own name
-(SUBMISSIONS/alice/01_atomic_backprop.ipynb). The grading source is generated, never kept by hand: the
-course's notebook from tools/build_notebooks.py with the solutions in, and each check cell followed by a hidden
-re-check (tools/hidden_checks.py) that calls the learner's functions on fresh inputs and fails with the
-checker's diagnosis. nbgrader restores every locked cell and the teacher's files (utils.py, lecture.py,
-names.txt, hidden_checks.py) before running a submission, so editing a check cell or utils.py earns nothing.
+(SUBMISSIONS/alice/01_atomic_backprop.ipynb). The grading source is generated, never kept by hand: the course's
+notebook from tools/build_notebooks.py with the solutions in. nbgrader restores every locked cell (set-up, forward
+pass, checks) and the teacher's files before grading, and its Execute step is replaced by BoxedExecute
+(tools/boxed_autograde.py): each submission runs in a box of its own (tools/box.py: no network, no view of the
+repository, the class or other learners, a user of its own, memory and process limits, time limits), and the hidden
+re-checks (tools/hidden_checks.py) are judged in this process from the tensors the learner's functions returned.
 
 Writes SUBMISSIONS/grades.csv (learner, notebook, score, max_score, status, failed_checks, details) and
 SUBMISSIONS/feedback/<learner>/<notebook>.html. nbgrader's course folder and gradebooks stay in
-SUBMISSIONS/.nbgrader/ (rebuilt on each run). Each cell has a time limit (--cell-timeout) and each notebook one
-too (--timeout): an endless loop costs that notebook its points, and the rest of the class is still graded.
-Notebook 04's training is shortened to --train-steps steps for grading.
+SUBMISSIONS/.nbgrader/ (rebuilt on each run). Notebook 04's training is shortened to --train-steps steps.
 """
 from __future__ import annotations
 
 import argparse
-import ast
+import concurrent.futures
 import copy
 import csv
-import hashlib
 import html
 import json
+import multiprocessing
 import os
-import queue
 import re
-import select
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,25 +36,26 @@ from pathlib import Path
 import nbformat
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import box  # noqa: E402
+import boxed_autograde  # noqa: E402
 import build_notebooks as bn  # noqa: E402
-import hidden_checks  # noqa: E402
+import facts  # noqa: E402
 
 ROOT = bn.ROOT
 COURSE_ID = "backprop-ninja"
-TEACHER_FILES = {"hidden_checks.py": ROOT / "tools" / "hidden_checks.py", "utils.py": ROOT / "utils.py",
-                 "lecture.py": ROOT / "course" / "lecture.py", "names.txt": ROOT / "names.txt"}
-assert set(TEACHER_FILES) == set(hidden_checks.TEACHER_FILES)
+# beside every released notebook (what a learner may see), and in grader/, outside source/ (what nbgrader's
+# process uses, never released)
+LEARNER_FILES = {"utils.py": ROOT / "utils.py", "names.txt": ROOT / "names.txt"}
+GRADER_FILES = {**LEARNER_FILES, "lecture.py": ROOT / "course" / "lecture.py", "facts.py": ROOT / "course" / "facts.py",
+                **{f: ROOT / "tools" / f for f in ("hidden_checks.py", "box.py", "boxed_autograde.py")}}
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")  # nbgrader reads a student id as a file glob
-DEFAULTS = dict(seed=1_000_003, train_steps=2_000, cell_timeout=60, timeout=900)
+DEFAULTS = dict(seed=1_000_003, train_steps=2_000, cell_timeout=60, timeout=900, memory_mb=box.LIMITS["memory_mb"],
+                processes=box.LIMITS["processes"])
 # nbgrader runs `alembic` (installed beside it) and jupyter's kernel by name: this interpreter's bin/ comes first
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 # ---------------------------------------------------------------------------------------------- the grading source
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
 
 def tags(cell) -> list[str]:
     return cell.metadata.get("tags", [])
@@ -68,51 +65,17 @@ def nbgrader_meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {}) if cell.cell_type == "code" else {}
 
 
-def checked_names(name: str, source: str) -> dict[str, list[str]]:
-    """The learner's functions a check cell exercises (the names in it that have a hidden re-check), each with the
-    gradients the cell checks: `utils.cmp("b1", ...)` checks db1."""
-    used = {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
-    grads = ["d" + g for g in re.findall(r"utils\.cmp\(\s*[\"']([^\"']+)[\"']", source)]
-    return {f: grads for f in sorted(used & hidden_checks.registered(name))}
-
-
-def hidden_block(name: str, names: dict[str, list[str]], seed: int, size: dict[str, int]) -> str:
-    digests = {f: sha256(p) for f, p in TEACHER_FILES.items() if f != "hidden_checks.py" and f != "names.txt"}
-    return "\n".join([
-        bn.BEGIN_HIDDEN,
-        "# The teacher's re-check (tools/hidden_checks.py): your functions again, on a fresh batch in float64,",
-        "# judged by a fresh copy of the checker. It fails (and this check earns no points) on a wrong answer.",
-        "import hashlib as _hashlib, importlib.util as _importlib_util, pathlib as _pathlib",
-        f'assert _hashlib.sha256(_pathlib.Path("hidden_checks.py").read_bytes()).hexdigest() == '
-        f'"{sha256(TEACHER_FILES["hidden_checks.py"])}", "the teacher\'s hidden_checks.py was changed while the notebook ran"',
-        '_spec = _importlib_util.spec_from_file_location("_hidden_checks", "hidden_checks.py")',
-        "_hidden = _importlib_util.module_from_spec(_spec)",
-        "_spec.loader.exec_module(_hidden)",
-        f'_hidden.recheck({name!r}, {names!r}, globals(), seed={seed}, sizes={size!r}, sha256={digests!r})',
-        bn.END_HIDDEN,
-    ])
-
-
-# A warning printed to stderr makes nbgrader give a check cell 0 points: silence them in graded cells.
-QUIET = "\n".join([bn.BEGIN_HIDDEN, 'import warnings as _warnings; _warnings.simplefilter("ignore")', bn.END_HIDDEN])
-
-
-def grading_notebook(name: str, seed: int = DEFAULTS["seed"], train_steps: int = DEFAULTS["train_steps"]):
-    """The teacher's notebook for nbgrader: the learner version's cells, solutions in, hidden re-checks added.
+def grading_notebook(name: str, train_steps: int = DEFAULTS["train_steps"]):
+    """The teacher's notebook for nbgrader: the exercise version's cells (same ids), solutions in. Its check cells
+    are the exercise's, unchanged: the hidden re-checks are added by BoxedExecute when grading, so nbgrader's
+    checksums of an untouched check cell always match.
 
     Raises ValueError naming the check cells that have no hidden re-check: grading them would give their
     points to any answer (the visible checks print verdicts, they never fail).
     """
     nb = bn.grading_source(name)
-    size, unguarded = bn.sizes(nb), []
+    _, unguarded = boxed_autograde.checks_of(name, nb)
     for c in nb.cells:
-        meta = nbgrader_meta(c)
-        if meta.get("grade"):
-            names = checked_names(name, c.source)
-            if not names:
-                unguarded.append(meta["grade_id"])
-                continue
-            c.source = "\n".join([QUIET, c.source, hidden_block(name, names, seed, size)])
         if "train_steps" in tags(c):
             c.source, count = re.subn(r"^max_steps\s*=\s*[\d_]+", f"max_steps = {train_steps:_}", c.source, flags=re.M)
             if count != 1:
@@ -128,30 +91,61 @@ def graded_ids(nb) -> dict[str, dict]:
     return {m["grade_id"]: m for c in nb.cells if (m := nbgrader_meta(c)).get("grade_id")}
 
 
-def write_course(root: Path, names: list[str], seed: int, train_steps: int, cell_timeout: int) -> dict[str, str]:
-    """An nbgrader course folder: source/<name>/ with the grading notebook and the teacher's files.
+def settings(cell_timeout: int, timeout: int, seed: int, memory_mb: int, processes: int) -> dict:
+    """nbgrader's settings for this course: {section: {name: value}}, as nbgrader_config.py and the local grader
+    both use them."""
+    return {
+        "CourseDirectory": {"course_id": COURSE_ID},
+        "Execute": {"timeout": cell_timeout},
+        "Autograde": {"autograde_preprocessors": [
+            "boxed_autograde.BoxedExecute", "nbgrader.preprocessors.IgnorePattern",
+            "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
+            "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
+            "nbgrader.preprocessors.CheckCellMetadata"]},
+        "GenerateAssignment": {"preprocessors": [
+            "nbgrader.preprocessors.IncludeHeaderFooter", "nbgrader.preprocessors.LockCells",
+            "boxed_autograde.RenderExercise", "nbgrader.preprocessors.ClearOutput",
+            "nbgrader.preprocessors.CheckCellMetadata", "nbgrader.preprocessors.ComputeChecksums",
+            "nbgrader.preprocessors.SaveCells", "nbgrader.preprocessors.ClearHiddenTests",
+            "nbgrader.preprocessors.ComputeChecksums", "nbgrader.preprocessors.CheckCellMetadata"]},
+        "BoxedExecute": {"cell_timeout": cell_timeout, "timeout": timeout, "seed": seed,
+                         "limits": {"memory_mb": memory_mb, "processes": processes}},
+    }
 
-    Returns {name: why} for the notebooks that cannot be graded (no hidden re-checks yet).
-    """
+
+def config_file(options: dict) -> str:
+    lines = ["# nbgrader's settings for grading backprop-ninja (written by tools/grade.py; README, For teachers)",
+             "import os, sys",
+             "sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), \"grader\"))  # never released",
+             "c = get_config()  # noqa: F821"]
+    for section, values in options.items():
+        lines += [f"c.{section}.{k} = {v!r}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_course(root: Path, names: list[str], train_steps: int, options: dict) -> dict[str, str]:
+    """A complete nbgrader course folder: nbgrader_config.py, grader/ (the teacher's files and this course's
+    preprocessors: never released) and source/<name>/ (the grading notebook, utils.py, names.txt).
+
+    Returns {name: why} for the notebooks that cannot be graded (no hidden re-checks yet)."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "nbgrader_config.py").write_text(
-        "# nbgrader's settings for grading backprop-ninja (written by tools/grade.py)\n"
-        "c = get_config()  # noqa: F821\n"
-        f'c.CourseDirectory.course_id = "{COURSE_ID}"\n'
-        f"c.Execute.timeout = {cell_timeout}  # seconds per cell: an endless loop fails its cell, not the run\n"
-        "c.ClearSolutions.begin_solution_delimeter = \"BEGIN SOLUTION\"\n"
-        "c.ClearSolutions.end_solution_delimeter = \"END SOLUTION\"\n")
+    (root / "nbgrader_config.py").write_text(config_file(options))
+    grader = root / "grader"
+    (grader / "exercises").mkdir(parents=True, exist_ok=True)
+    for f, p in GRADER_FILES.items():
+        shutil.copyfile(p, grader / f)
     skipped = {}
     for name in names:
         try:
-            nb = grading_notebook(name, seed, train_steps)
+            nb = grading_notebook(name, train_steps)
         except ValueError as e:
             skipped[name] = str(e)
             continue
         folder = root / "source" / name
         folder.mkdir(parents=True, exist_ok=True)
         bn.write(nb, folder / f"{name}.ipynb")
-        for f, p in TEACHER_FILES.items():
+        shutil.copyfile(bn.paths(name)["learner"], grader / "exercises" / f"{name}.ipynb")
+        for f, p in LEARNER_FILES.items():
             shutil.copyfile(p, folder / f)
     return skipped
 
@@ -236,105 +230,62 @@ def find_submissions(folder: Path, names: list[str]) -> tuple[list[Job], list[st
 
 # ---------------------------------------------------------------------------------------------- running nbgrader
 
-def serve(course: str, cell_timeout: int) -> int:
-    """A worker process: reads `notebook student` lines, answers each with a JSON line once nbgrader's autograde and
-    feedback for it are done. One interpreter grades many notebooks (nbgrader's imports take seconds); the parent
-    kills it, kernel included, when a notebook runs past its time limit, and starts a new one."""
+_worker: dict = {}
+
+
+def _start_worker(base: Path, work: Path, options: dict, slots) -> None:
+    """A grading process (concurrent.futures): its own copy of the course (SQLite gradebooks are not shared between
+    writers), its own box slot (so its own uid), one NbGraderAPI for all its notebooks (nbgrader's imports take
+    seconds)."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
-    reply = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    sys.stdout = sys.stderr  # anything nbgrader or a kernel prints goes to the log, not into the replies
+    slot = slots.get()
+    course = work / f"worker{slot}"
+    shutil.copytree(base, course)
     config = Config()
-    config.CourseDirectory.root = course
-    config.CourseDirectory.course_id = COURSE_ID
-    config.Execute.timeout = cell_timeout
-    api = NbGraderAPI(config=config)
-    for line in sys.stdin:
-        name, student = json.loads(line)
-        result = api.autograde(name, student, force=True, create=True)
-        if result["success"]:
-            result = api.generate_feedback(name, student)
-        error = "" if result["success"] else (result.get("error") or result.get("log") or "nbgrader failed")
-        reply.write(json.dumps({"ok": result["success"], "error": error}) + "\n")
-        reply.flush()
-    return 0
+    for section, values in options.items():
+        for k, v in values.items():
+            setattr(config[section], k, v)
+    config.CourseDirectory.root = str(course)
+    config.BoxedExecute.slot = slot
+    config.BoxedExecute.report_dir = str(course / "reports")
+    os.chdir(course)
+    log = open(work / f"worker{slot}.log", "a")  # nbgrader's chatter (and its warnings) goes to the log
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    _worker.update(api=NbGraderAPI(config=config), course=course)
 
 
-def kill_tree(proc: subprocess.Popen) -> None:
-    """Stop a worker and everything it started (its kernel runs in a session of its own)."""
-    try:
-        import psutil
-        family = psutil.Process(proc.pid).children(recursive=True)
-    except Exception:
-        family = []
-    for p in [*family, proc]:
+def _grade_one(name: str, student: str, notebook: str) -> dict:
+    """Autograde one prepared submission in this worker; nbgrader's scores, the box's report, the feedback file."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    api, course = _worker["api"], _worker["course"]
+    target = course / "submitted" / student / name
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    (target / f"{name}.ipynb").write_text(notebook)
+    result = api.autograde(name, student, force=True, create=True)
+    if result["success"]:
+        result = api.generate_feedback(name, student)
+    if not result["success"]:
+        lines = [l for l in str(result.get("error") or result.get("log") or "nbgrader failed").splitlines() if l.strip()]
+        return {"status": "not graded: nbgrader failed", "details": lines[-1] if lines else ""}
+    out: dict = {}
+    report = course / "reports" / student / f"{name}.json"
+    out["report"] = json.loads(report.read_text()) if report.exists() else {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", COURSE_ID) as gb:
         try:
-            p.kill()
-        except Exception:
-            pass
-    proc.wait()
-
-
-class Worker:
-    """One nbgrader course folder (own gradebook: SQLite is not shared between writers) and its worker process."""
-
-    def __init__(self, course: Path, cell_timeout: int, log: Path):
-        self.course, self.cell_timeout, self.log, self.proc = course, cell_timeout, log, None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(self.course), str(self.cell_timeout)], cwd=self.course,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True,
-            start_new_session=True)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            kill_tree(self.proc)
-            self.proc = None
-
-    def ask(self, name: str, student: str, timeout: float) -> dict | None:
-        """nbgrader's answer for one submission, or None when it ran past `timeout` seconds."""
-        if self.proc is None or self.proc.poll() is not None:
-            self.start()
-        self.proc.stdin.write(json.dumps([name, student]) + "\n")
-        self.proc.stdin.flush()
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            self.stop()
-            return None
-        return json.loads(line)
-
-    def grade(self, job: Job, timeout: int) -> None:
-        """Autograde one prepared submission; fill job.result."""
-        from nbgrader.api import Gradebook, MissingEntry
-
-        target = self.course / "submitted" / job.student / job.name
-        shutil.rmtree(target, ignore_errors=True)
-        target.mkdir(parents=True)
-        nbformat.write(job.notebook, target / f"{job.name}.ipynb")
-        answer = self.ask(job.name, job.student, timeout)
-        if answer is None:
-            job.result.update(score=0, status=f"time limit: stopped after {timeout} s, scored 0", details="; ".join(
-                filter(None, [job.result.get("details"), "the notebook ran past its time limit (an endless loop?)"])))
-            return
-        if not answer["ok"]:
-            last = [l for l in answer["error"].strip().splitlines() if l.strip()][-1:]
-            job.result.update(status="not graded: nbgrader failed", details=f"{last[0] if last else ''} (log: {self.log})")
-            return
-        with Gradebook(f"sqlite:///{self.course / 'gradebook.db'}", COURSE_ID) as gb:
-            try:
-                sub = gb.find_submission_notebook(job.name, job.name, job.student)
-            except MissingEntry:
-                job.result.update(status="not graded: no result in the gradebook")
-                return
-            failed = {g.name for g in sub.grades if g.max_score and (g.score or 0) < g.max_score}
-            job.result.update(score=sub.score, max_score=sub.max_score)
-        job.result["failed_checks"] = " ".join(g for g in graded_ids(job.notebook) if g in failed)
-        html_file = self.course / "feedback" / job.student / job.name / f"{job.name}.html"
-        if html_file.exists():
-            job.result["feedback"] = html_file
+            sub = gb.find_submission_notebook(name, name, student)
+        except MissingEntry:
+            return {"status": "not graded: no result in the gradebook"}
+        out["failed"] = sorted(g.name for g in sub.grades if g.max_score and (g.score or 0) < g.max_score)
+        out.update(score=sub.score, max_score=sub.max_score)
+    html_file = course / "feedback" / student / name / f"{name}.html"
+    out["feedback"] = html_file.read_text() if html_file.exists() else ""
+    return out
 
 
 def generate_assignments(course: Path, names: list[str]) -> None:
@@ -353,11 +304,24 @@ def not_graded_html(job: Job) -> str:
             f"<p>{html.escape(r.get('details', ''))}</p></body></html>\n")
 
 
+def describe(report: dict) -> tuple[str | None, list[str]]:
+    """The status (when the box changed it) and the details grades.csv shows for one notebook's box report."""
+    details = [f"limit: {e}" for e in report.get("events", [])]
+    details += [f"refused: {a}" for a in report.get("attempts", [])]
+    details += [f"autograd: {f} ({why}): earns nothing" for f, why in report.get("autograd", {}).items()]
+    details += [f"suspicious: {s}" for s in report.get("suspicious", [])]
+    status = report.get("status")
+    return (status if status and status != "graded" else None), details
+
+
 def grade(submissions: Path, jobs_n: int = 2, cell_timeout: int = DEFAULTS["cell_timeout"],
           timeout: int = DEFAULTS["timeout"], train_steps: int = DEFAULTS["train_steps"],
-          seed: int = DEFAULTS["seed"], quiet: bool = False) -> list[dict]:
+          seed: int = DEFAULTS["seed"], memory_mb: int = DEFAULTS["memory_mb"],
+          processes: int = DEFAULTS["processes"], quiet: bool = False) -> list[dict]:
     """Grade every SUBMISSIONS/<learner>/<notebook>.ipynb; write grades.csv and feedback/; return the rows."""
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    if (why := box.available()) is not None:
+        raise SystemExit(f"cannot grade: each submission runs in a box of its own, and {why}")
     names = bn.names()
     jobs, ignored = find_submissions(submissions, names)
     for f in ignored:
@@ -366,7 +330,8 @@ def grade(submissions: Path, jobs_n: int = 2, cell_timeout: int = DEFAULTS["cell
     shutil.rmtree(work, ignore_errors=True)
     base = work / "course"
     used = sorted({j.name for j in jobs})
-    skipped = write_course(base, used, seed, train_steps, cell_timeout)
+    options = settings(cell_timeout, timeout, seed, memory_mb, processes)
+    skipped = write_course(base, used, train_steps, options)
     sources = {n: nbformat.read(base / "source" / n / f"{n}.ipynb", as_version=4) for n in used if n not in skipped}
     todo = []
     for job in jobs:
@@ -383,48 +348,44 @@ def grade(submissions: Path, jobs_n: int = 2, cell_timeout: int = DEFAULTS["cell
     if not jobs:
         say(f"no submissions found: expected {submissions}/<learner>/<notebook>.ipynb")
     generate_assignments(base, sorted({j.name for j in todo}))
-    workers = [Worker(work / f"worker{i}", cell_timeout, work / f"worker{i}.log")
-               for i in range(min(max(1, jobs_n), len(todo)))]
-    for w in workers:
-        shutil.copytree(base, w.course)
-    pending: queue.Queue = queue.Queue()
-    for job in todo:
-        pending.put(job)
-    lock, done, start = threading.Lock(), [0], time.time()
-
-    def work_loop(worker: Worker) -> None:
-        while True:
+    workers = min(max(1, jobs_n), len(todo)) or 1
+    slots = multiprocessing.Manager().Queue() if todo else None
+    for i in range(workers):
+        slots and slots.put(i)
+    start, done = time.time(), 0
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_start_worker, initargs=(base, work, options, slots)) as pool:
+        futures = {pool.submit(_grade_one, j.name, j.student, nbformat.writes(j.notebook)): j for j in todo}
+        for future in concurrent.futures.as_completed(futures):
+            job = futures[future]
             try:
-                job = pending.get_nowait()
-            except queue.Empty:
-                worker.stop()
-                return
-            t0 = time.time()
-            try:
-                worker.grade(job, timeout)
+                answer = future.result()
             except Exception as e:  # one notebook's trouble must not stop the class
-                worker.stop()
-                job.result.update(status="not graded: grader error", details=f"{type(e).__name__}: {e}")
-            with lock:
-                done[0] += 1
-                r = job.result
-                score = f"{r['score']:g}/{r['max_score']:g}" if isinstance(r.get("score"), (int, float)) else "-"
-                say(f"[{done[0]}/{len(todo)}] {job.learner}/{job.name}: {score}  {r['status']}"
-                    f"  ({time.time() - t0:.0f} s)")
-
-    threads = [threading.Thread(target=work_loop, args=(w,)) for w in workers]
-    for t in threads:
-        t.start()
-    try:
-        for t in threads:
-            t.join()
-    except KeyboardInterrupt:  # workers run in sessions of their own: stop them and their kernels too
-        for w in workers:
-            w.stop()
-        raise
+                answer = {"status": "not graded: grader error", "details": f"{type(e).__name__}: {e}"}
+            record(job, answer, sources[job.name])
+            done += 1
+            r = job.result
+            score = f"{r['score']:g}/{r['max_score']:g}" if isinstance(r.get("score"), (int, float)) else "-"
+            say(f"[{done}/{len(todo)}] {job.learner}/{job.name}: {score}  {r['status']}")
     if todo:
-        say(f"graded {len(todo)} notebooks in {time.time() - start:.0f} s with {len(workers)} workers")
+        say(f"graded {len(todo)} notebooks in {time.time() - start:.0f} s with {workers} workers")
     return write_results(submissions, jobs)
+
+
+def record(job: Job, answer: dict, source) -> None:
+    """Fill job.result from a worker's answer."""
+    if "score" not in answer:
+        job.result.update(status=answer.get("status", "not graded"),
+                          details="; ".join(filter(None, [job.result.get("details"), answer.get("details")])))
+        return
+    status, details = describe(answer.get("report", {}))
+    if status and status.startswith("time limit"):
+        answer["score"] = 0
+    job.result.update(score=answer["score"], max_score=answer["max_score"], feedback=answer.get("feedback", ""))
+    if status:
+        job.result["status"] = status
+    job.result["failed_checks"] = " ".join(g for g in graded_ids(source) if g in answer.get("failed", []))
+    job.result["details"] = "; ".join(filter(None, [job.result.get("details"), *details]))
 
 
 COLUMNS = ["learner", "notebook", "score", "max_score", "status", "failed_checks", "details"]
@@ -445,7 +406,7 @@ def write_results(submissions: Path, jobs: list[Job]) -> list[dict]:
         out = submissions / "feedback" / job.learner / f"{job.name}.html"
         out.parent.mkdir(parents=True, exist_ok=True)
         if r.get("feedback"):
-            shutil.copyfile(r["feedback"], out)
+            out.write_text(r["feedback"])
         else:  # not graded, or stopped at the time limit: say why
             out.write_text(not_graded_html(job))
     with open(submissions / "grades.csv", "w", newline="") as f:  # rewritten on every run, like feedback/
@@ -457,18 +418,16 @@ def write_results(submissions: Path, jobs: list[Job]) -> list[dict]:
 
 # ---------------------------------------------------------------------------------------------- export for JupyterHub
 
-def export_source(folder: Path, seed: int, train_steps: int, cell_timeout: int) -> None:
-    """An nbgrader course folder to copy onto JupyterHub: source/<notebook>/ for each gradable notebook."""
-    skipped = write_course(folder, bn.names(), seed, train_steps, cell_timeout)
+def export_source(folder: Path, options: dict, train_steps: int) -> None:
+    """A complete nbgrader course folder for JupyterHub (README, For teachers)."""
+    skipped = write_course(folder, bn.names(), train_steps, options)
     for name, why in skipped.items():
         print(f"left out {name}: {why}")
-    print(f"nbgrader course folder written to {folder}: nbgrader_config.py and source/<notebook>/")
+    print(f"nbgrader course written to {folder}: nbgrader_config.py, grader/ (never released), source/<notebook>/")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--serve"]:  # a worker process, started by grade()
-        return serve(argv[1], int(argv[2]))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("submissions", nargs="?", type=Path, help="folder of <learner>/<notebook>.ipynb")
     p.add_argument("--export-source", type=Path, metavar="DIR", help="write an nbgrader course folder and stop")
@@ -478,13 +437,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=DEFAULTS["train_steps"],
                    help="notebook 04's training steps when graded (2000)")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the hidden re-checks' inputs")
+    p.add_argument("--memory", type=int, default=DEFAULTS["memory_mb"], metavar="MB",
+                   help=f"memory of each notebook's box, MB ({DEFAULTS['memory_mb']})")
+    p.add_argument("--processes", type=int, default=DEFAULTS["processes"],
+                   help=f"processes and threads of each notebook's box ({DEFAULTS['processes']})")
     a = p.parse_args(argv)
+    options = settings(a.cell_timeout, a.timeout, a.seed, a.memory, a.processes)
     if a.export_source:
-        export_source(a.export_source, a.seed, a.train_steps, a.cell_timeout)
+        export_source(a.export_source, options, a.train_steps)
         return 0
     if a.submissions is None or not a.submissions.is_dir():
         p.error("give the folder of submissions: python tools/grade.py SUBMISSIONS (make grade SUBMISSIONS=path)")
-    rows = grade(a.submissions, a.jobs, a.cell_timeout, a.timeout, a.train_steps, a.seed)
+    rows = grade(a.submissions, a.jobs, a.cell_timeout, a.timeout, a.train_steps, a.seed, a.memory, a.processes)
     print(f"wrote {a.submissions / 'grades.csv'} ({len(rows)} rows) and {a.submissions / 'feedback'}/")
     return 0
 
