@@ -13,6 +13,9 @@
 # paper, almost everything cancels, and what is left fits in three lines. We derive them, look at what they
 # mean, race them against the chunked chain, and finally ship them the way PyTorch users do: as a
 # `torch.autograd.Function` that trains the model.
+#
+# **Time: about 1½ hours** (our estimate: 30 minutes for the derivation on paper, 20 for the capstone, the rest
+# reading and predicting). The notebook runs in well under a minute.
 
 
 # %%
@@ -50,6 +53,8 @@ print(f"autograd's dL/dlogits: shape {tuple(logits.grad.shape)}")
 # %% [markdown]
 # ## 1. The loss in one call
 #
+# *About 5 minutes.*
+#
 # Softmax, log, picking the label's entry and averaging over the batch are one mathematical function of the
 # logits and the labels. PyTorch ships it as one call, `F.cross_entropy(logits, Yb)`, which takes the raw
 # logits (no softmax beforehand). It agrees with our eight chunked lines, up to float rounding:
@@ -66,6 +71,8 @@ assert torch.allclose(loss_fast, loss)
 # %% [markdown]
 # ## 2. Exercise: `dlogits` in one go
 #
+# *About 35 minutes.*
+#
 # **Goal.** `dlogits` $= \partial L / \partial\,\text{logits}$ straight from `logits` and `Yb`, skipping
 # `probs`, `counts` and the rest of the chain.
 #
@@ -76,6 +83,21 @@ assert torch.allclose(loss_fast, loss)
 #
 # **Shapes.** `logits` `(n, vocab_size)`, `Yb` `(n,)`, `L` a scalar; so `dlogits` is `(n, vocab_size)`.
 #
+# **Predict first, before deriving anything.** Picture one row of `dlogits`, one entry per character. Gradient
+# descent moves each logit against its gradient. How many entries of a row will be negative? And what will the
+# entries of a row add up to?
+
+
+# %%
+# BEGIN SOLUTION
+predicted_negatives_per_row = 1  # only the label's logit should go up
+predicted_row_sum = 0.0          # the pushes down on the wrong characters balance the pull up on the label
+#@ predicted_negatives_per_row = ...  # TODO: a number from 0 to vocab_size
+#@ predicted_row_sum = ...  # TODO: a number
+# END SOLUTION
+
+
+# %% [markdown]
 # **On paper first.** Differentiate the mean of $-\log$ softmax at the label with respect to each logit. Take
 # one row and drop $b$: find $\partial(-\log p_y)/\partial l_i$ with the quotient rule, in two cases, $i = y$
 # and $i \neq y$, and combine them into one expression. Then put back the $\frac{1}{n}$ of the mean.
@@ -150,20 +172,16 @@ dlogits = utils.check_step("cross_entropy_backward", fw, "dlogits")
 # **Insight.** Three lines replace eleven, and they need only `logits` and `Yb`: no intermediate of the chunked
 # forward pass has to be kept. `logit_maxes` is gone too: adding a constant to every logit of a row leaves the
 # softmax unchanged, so the subtracted maximum is not even a term (in notebook 01 its gradient was float noise).
-# PyTorch's backward for `F.cross_entropy` computes this same formula; a `maxdiff` near `1e-9` is rounding.
+# PyTorch's backward for `F.cross_entropy` computes this same formula; a `maxdiff` of order `1e-8` is float32
+# rounding.
 
 
 # %% [markdown]
 # ## 3. What `dlogits` looks like
 #
-# **Predict first.** Every row of `dlogits` has one entry per character. Add them up: what does each row sum to?
-
-
-# %%
-# BEGIN SOLUTION
-predicted_row_sum = 0.0  # (sum of p over the row - 1) / n = (1 - 1) / n
-#@ predicted_row_sum = ...  # TODO: your prediction, a number
-# END SOLUTION
+# *About 15 minutes.*
+#
+# Your two predictions from section 2, against autograd's `dlogits`:
 
 
 # %%
@@ -172,12 +190,15 @@ def judge(prediction, truth, tol=1e-3):
     try:
         right = abs(float(prediction) - truth) <= tol
     except (TypeError, ValueError):
-        print("no prediction yet: write a number in the cell above, run it, then this one"
+        print("no prediction yet: write a number in the prediction cell of section 2, run it, then this one"
               if prediction is ... else f"write your prediction as a number, not a {type(prediction).__name__}")
         return
     print(f"{'right' if right else 'not quite'}: you predicted {float(prediction):.4f}, the truth is {truth:.4f}")
 
 
+negatives = (logits.grad < 0).sum(1)  # autograd's dlogits: negative entries in each row, (n,)
+print(f"negative entries per row: between {negatives.min().item()} and {negatives.max().item()}")
+judge(predicted_negatives_per_row, negatives.float().mean().item())
 row_sums = logits.grad.sum(1)  # autograd's dlogits summed over each row, (n,)
 print(f"the row sums of dlogits lie between {row_sums.min():.1e} and {row_sums.max():.1e}")
 judge(predicted_row_sum, 0.0)
@@ -234,15 +255,7 @@ else:
 
 
 # %% [markdown]
-# **Predict.** The network is confident and right on an example: it gives the label a probability of 0.99.
-# What is that example's `n * dlogits` at the label?
-
-
-# %%
-# BEGIN SOLUTION
-predicted_pull_at_label = -0.01  # p_y - 1
-#@ predicted_pull_at_label = ...  # TODO: your prediction, a number
-# END SOLUTION
+# How strongly the label is pulled up, for an example whose label gets probability $p_y$:
 
 
 # %%
@@ -257,7 +270,6 @@ def pull_at_label(p_y):
 
 for p_y in (0.99, 0.5, 0.01):
     print(f"label probability {p_y:.2f}: n * dlogits at the label = {pull_at_label(p_y):+.4f}")
-judge(predicted_pull_at_label, pull_at_label(0.99))
 
 
 # %% [markdown]
@@ -272,6 +284,8 @@ judge(predicted_pull_at_label, pull_at_label(0.99))
 
 # %% [markdown]
 # ## 4. The race: fused against chunked
+#
+# *About 5 minutes.*
 #
 # The baseline is notebook 01's chain from `dlogprobs` to `dlogits`, five steps. The next cell holds them
 # **with their answers**, folded: run it, but leave it closed until you have done notebook 01.
@@ -321,7 +335,30 @@ else:
 
 
 # %% [markdown]
+# **Explain why, in your own words** (double-click this cell and write below the line). A language model with a
+# vocabulary of 50,000 tokens and a batch of 4,096 positions: why would the chunked backward of notebook 01 need
+# far more memory than your three lines, and which tensors does each keep from the forward pass?
+#
+# ---
+#
+# *Your answer:*
+#
+# <details><summary>A model answer (open it after writing yours)</summary>
+#
+# The chunked backward needs the forward pass's intermediates kept until the backward runs: `norm_logits`,
+# `counts`, `probs` and `logprobs` are each as big as the logits, (4096, 50000), about 800 MB apiece in float32,
+# besides the small per-row tensors. The fused formula needs only the logits and the labels: it recomputes the
+# softmax from the logits when the gradient is wanted (and can overwrite it in place to make `dlogits`), so it
+# keeps one logits-sized tensor instead of five. That is why real frameworks fuse the softmax and the
+# cross-entropy into one operation with one backward.
+#
+# </details>
+
+
+# %% [markdown]
 # ## 5. Capstone: your backward inside `loss.backward()`
+#
+# *About 25 minutes.*
 #
 # A hand-written backward ships in real PyTorch code (fused kernels such as FlashAttention) as a
 # `torch.autograd.Function`: a static `forward(ctx, ...)` that computes the output and keeps what the backward

@@ -506,6 +506,8 @@ else:
 # %% [markdown]
 # ## 4. Capstone: your backward inside PyTorch
 #
+# *About 45 minutes: 15 for the Function, 30 for LayerNorm.*
+#
 # This is how a hand-written backward is shipped in practice: a `torch.autograd.Function`, a class with two
 # static methods. `forward(ctx, x, gain, bias)` computes the output and stores in `ctx` what the backward will
 # need (`ctx.save_for_backward`); `backward(ctx, dout)` receives $\partial L/\partial\,\text{out}$ and returns one
@@ -817,7 +819,7 @@ def norm_works(Function, reference, gain_shape):
         return False
 
 
-def train_with(Function, m, steps=300, lr=0.1):
+def train_with(Function, m, steps=200, lr=0.1):
     """The lecture's model with Function in BatchNorm's place, trained `steps` steps at batch size m; its val loss."""
     gt = torch.Generator().manual_seed(2147483647)
     C_, W1_, b1_, W2_, b2_, gain_, bias_ = init_params(vocab_size, n_embd, n_hidden, block_size, gt)

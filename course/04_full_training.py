@@ -12,12 +12,15 @@
 # 2. **Check it** against autograd, parameter by parameter, on the first steps of training.
 # 3. **Train** for 200,000 steps inside `torch.no_grad()`: your gradients only.
 # 4. **Train again with autograd**, same initialisation, same batches, and compare the two loss curves.
-# 5. **Calibrate BatchNorm** on the whole training split, measure the train and validation loss, and sample
-#    some names.
+# 5. **BatchNorm at inference**: the running statistics of your notebook-03 layer, kept during training, against
+#    the lecture's calibration on the whole training split; the train and validation loss; some names.
 #
 # Three times on the way you write down a prediction before the notebook shows the answer. Training takes about
 # two minutes per run on a laptop CPU, with a progress bar. Until `backward()` is filled in, the training cells
 # skip themselves, so the notebook always runs top to bottom.
+#
+# **Time: about 1½ hours** (our estimate: 45 minutes for `backward()`, 10 for the running statistics, and the two
+# training runs, 2 to 5 minutes each, while you read). The solution's appendix on speed is extra reading.
 
 
 # %% tags=["setup"]
@@ -57,6 +60,8 @@ def judge(prediction, truth, tolerance=0.0):
 # %% [markdown]
 # ## Sizes
 #
+# *About 2 minutes.*
+#
 # Every size lives in the next cell, with the lecture's names; nothing further down repeats a number. The
 # hidden layer is wider than in notebooks 01–03 (200 neurons instead of 64), as in the lecture's final run.
 
@@ -78,6 +83,8 @@ print(f"train {tuple(Xtr.shape)}, val {tuple(Xdev.shape)}, test {tuple(Xte.shape
 
 # %% [markdown]
 # ## The network, as in the lecture
+#
+# *About 5 minutes.*
 #
 # Same model as before: embedding → Linear → BatchNorm → tanh → Linear → cross-entropy, initialised by the same
 # `init_params` as in notebooks 01–03, from a generator seeded with 2147483647.
@@ -127,6 +134,8 @@ print(sum(p.nelement() for p in parameters), "parameters")
 
 # %% [markdown]
 # ## Exercise: the whole backward pass in one function
+#
+# *About 45 minutes.*
 #
 # **Goal.** Fill in `backward()` below: given a batch and what `train_forward()` kept, return the gradient of the
 # loss with respect to every parameter, `[dC, dW1, db1, dW2, db2, dbngain, dbnbias]`, each with its
@@ -224,15 +233,15 @@ def backward(Xb, Yb, parameters, cache):
 
 
 # %% [markdown]
-# **Predict first.** `b1` is added to `hprebn` just before BatchNorm. In the check below, autograd computes
-# `db1` too. Before you run it: will `db1` be zero (up to float rounding), or clearly nonzero? Think about what
-# BatchNorm does with a number added to a whole column of `hprebn`.
+# **Predict first.** A hidden neuron `j` is saturated: its tanh outputs $h = +1$ for every example of the batch.
+# Which of its weights still get a gradient: `"incoming"` (its column `W1[:, j]`), `"outgoing"` (its row
+# `W2[j]`), `"both"` or `"neither"`? Look at the blocks of `backward()` you are writing.
 
 
 # %%
 # BEGIN SOLUTION
-predicted_db1_zero = True  # BatchNorm subtracts the column's mean, so a shift by b1 cancels: no effect on the loss
-#@ predicted_db1_zero = ...  # TODO: True (zero up to rounding) or False (clearly nonzero)
+predicted_saturated_learns = "outgoing"  # dW2[j] = sum of h * dlogits = db2; 1 - h^2 = 0 stops the rest
+#@ predicted_saturated_learns = ...  # TODO: "incoming", "outgoing", "both" or "neither"
 # END SOLUTION
 
 
@@ -279,13 +288,22 @@ utils.scoreboard()
 
 
 # %%
-# The truth about db1, from autograd's gradients of the last step checked: its largest entry next to dW1's
-C, W1, b1, W2, b2, bngain, bnbias = parameters
-db1_ratio = b1.grad.abs().max().item() / W1.grad.abs().max().item()
-db1_zero = db1_ratio < 1e-4
-print(f"autograd's db1: {'zero up to rounding' if db1_zero else 'clearly nonzero'} "
-      f"(its largest entry is {db1_ratio:.0e} times dW1's largest)")
-print(judge(predicted_db1_zero, db1_zero))
+# The truth, by autograd: neuron 0 of a fresh model saturated (a large bnbias puts its tanh at +1), one batch
+g_sat, params_sat = make_model()
+with torch.no_grad():
+    params_sat[6][0, 0] = 10.0                              # bnbias[0, 0]: hpreact about 10, tanh(10) = 1 - 4e-9
+for p in params_sat:
+    p.requires_grad = True
+Xs, Ys = get_batch(g_sat)
+train_forward(Xs, Ys, params_sat)[0].backward()
+C_s, W1_s, b1_s, W2_s, b2_s, bngain_s, bnbias_s = params_sat
+incoming = W1_s.grad[:, 0].abs().max().item() / W1_s.grad.abs().max().item()   # next to the largest of dW1
+outgoing = W2_s.grad[0].abs().max().item() / W2_s.grad.abs().max().item()       # next to the largest of dW2
+learns = {(False, False): "neither", (True, False): "incoming", (False, True): "outgoing", (True, True): "both"}
+truth = learns[(incoming > 1e-3, outgoing > 1e-3)]
+print(f"saturated neuron: its incoming gradient is {incoming:.0e} of dW1's largest, its outgoing one "
+      f"{outgoing:.1f} of dW2's largest, equal to db2: {torch.allclose(W2_s.grad[0], b2_s.grad, atol=1e-6)}")
+print(utils.judge(predicted_saturated_learns, truth))
 
 
 # %% [markdown]
@@ -385,14 +403,65 @@ print(judge(predicted_db1_zero, db1_zero))
 
 
 # %% [markdown]
+# ## Running statistics for BatchNorm
+#
+# *About 10 minutes.*
+#
+# After training, the network must name one example at a time, and BatchNorm then needs frozen statistics. The
+# lecture computes them once at the end, by calibrating on the whole training split (below). `BatchNorm1d` keeps
+# running statistics during training instead, as your `batchnorm_layer` of notebook 03 does: the training run
+# below calls it on every batch's `hprebn`, keeping only its running mean and variance (the lecture's own
+# BatchNorm still does the normalising). **Paste your `batchnorm_layer` from notebook 03** into the next cell.
+
+
+# %%
+def batchnorm_layer(x, gain, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    # x (n, D); gain, bias, running_mean, running_var (D,) -> out (n, D), running_mean (D,), running_var (D,)
+    # BEGIN SOLUTION
+    if training:
+        mean, var = x.mean(0), x.var(0, correction=0)  # (D,): normalise a batch with its biased variance
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * x.var(0, correction=1)  # keep the unbiased one
+    else:
+        mean, var = running_mean, running_var          # (D,): evaluation mode reads the running statistics
+    out = gain * (x - mean) / torch.sqrt(var + eps) + bias  # (n, D)
+    #@ out = ...  # TODO: paste your batchnorm_layer from notebook 03
+    # END SOLUTION
+    return out, running_mean, running_var
+
+
+# %% [markdown]
+# The same comparison with `torch.nn.BatchNorm1d` as in notebook 03. The running statistics move slowly here:
+# `bn_momentum` is the lecture's 0.001 (PyTorch's default, 0.1, averages over only the last ten or so batches).
+
+
+# %%
+# include: norm_layers.compare_with_batchnorm1d, norm_layers._close, norm_layers._why, norm_layers._momentum_slip
+
+bn_momentum = 0.001
+g_bn, params_bn = make_model()
+bn_batches = []  # hprebn of four batches, (n, n_hidden) each
+with torch.no_grad():
+    for _ in range(4):
+        names = {}
+        train_forward(*get_batch(g_bn), params_bn, names)
+        bn_batches.append(names["hprebn"])
+running_ready = compare_with_batchnorm1d(batchnorm_layer, bn_batches, params_bn[5].view(-1), params_bn[6].view(-1),
+                                         momentum=bn_momentum)
+print("running statistics will be kept during training:", running_ready)
+
+
+# %% [markdown]
 # ## Train with your gradients only
+#
+# *About 5 minutes, and the run itself: 2 to 5.*
 #
 # Now the real run: 200,000 steps, a batch of 32 each, learning rate 0.1 and then 0.01 for the second half.
 # The parameters are created without `requires_grad`, and the whole loop sits inside `torch.no_grad()`, so
 # PyTorch records no graph at all: every number that moves the weights comes from your `backward()`.
 #
 # The length of the run is one number, `max_steps`, in the next cell. Lower it for a quick try: the
-# learning-rate drop moves with it, to the halfway step. The final losses below are the lecture's only after
+# learning-rate drop moves with it, to the halfway step. The final losses below are the published ones only after
 # the full 200,000 steps.
 
 
@@ -419,6 +488,7 @@ if not backward_ready:
           "the check cell and this one again.")
 else:
     g, parameters = make_model()  # no requires_grad: autograd never sees these tensors
+    running_mean, running_var = torch.zeros(n_hidden), torch.ones(n_hidden)  # BatchNorm1d's starting values
     lossi = []
     start = time.perf_counter()
     with torch.no_grad():
@@ -427,6 +497,10 @@ else:
             Xb, Yb = get_batch(g)
             names = {}  # this step's forward tensors, by name, for a backward that reads them
             loss, cache = train_forward(Xb, Yb, parameters, names)
+            if running_ready:  # your notebook-03 layer, for its running statistics only
+                _, running_mean, running_var = batchnorm_layer(names["hprebn"], parameters[5].view(-1),
+                                                               parameters[6].view(-1), running_mean, running_var,
+                                                               True, bn_momentum)
             grads = utils.in_scope(backward, names)(Xb, Yb, parameters, cache)
             lr = 0.1 if i < max_steps // 2 else 0.01
             for p, grad in zip(parameters, grads):
@@ -440,6 +514,8 @@ else:
 
 # %% [markdown]
 # ## The same run with autograd
+#
+# *About 5 minutes, and the run itself: 2 to 5.*
 #
 # To know whether your run is *the* run, train once more with `loss.backward()`: same initialisation, same
 # batches (a fresh generator with the same seed draws them in the same order), same learning rates.
@@ -553,11 +629,13 @@ else:
 
 
 # %% [markdown]
-# ## Calibrate BatchNorm, then measure
+# ## BatchNorm at inference, then measure
 #
-# During training BatchNorm normalised with each batch's own mean and variance; we never kept running averages.
-# To use the network on one example at a time, compute the mean and variance of `hprebn` once over the
-# *whole* training split and freeze them.
+# *About 10 minutes.*
+#
+# During training BatchNorm normalised with each batch's own mean and variance. To use the network on one
+# example at a time, the statistics are frozen: the running ones your layer kept, or, as the lecture does, the
+# mean and variance of `hprebn` computed once over the *whole* training split after training (`calibrate`).
 
 
 # %%
@@ -602,8 +680,13 @@ else:
     bnmean, bnvar = calibrate(manual_parameters)
     train_loss = split_loss(Xtr, Ytr, manual_parameters, bnmean, bnvar)
     val_loss = split_loss(Xdev, Ydev, manual_parameters, bnmean, bnvar)
-    print(f"your backward():  train loss {train_loss:.4f}, val loss {val_loss:.4f}")
-    print(f"within the lecture's band (val at most 2.12): {val_loss <= 2.12}")
+    print(f"your backward(), calibrated:         train loss {train_loss:.4f}, val loss {val_loss:.4f}")
+    if running_ready:  # from here on, the running statistics: what a BatchNorm1d would use
+        bnmean, bnvar = running_mean.view(1, -1), running_var.view(1, -1)
+        train_loss = split_loss(Xtr, Ytr, manual_parameters, bnmean, bnvar)
+        val_loss = split_loss(Xdev, Ydev, manual_parameters, bnmean, bnvar)
+        print(f"your backward(), running statistics: train loss {train_loss:.4f}, val loss {val_loss:.4f}")
+    print(f"within the published band (val at most 2.12): {val_loss <= 2.12}")
 
 
 # %%
@@ -615,17 +698,40 @@ else:
 
 
 # %% [markdown]
-# The lecture reports a train loss of about 2.07 and a validation loss of about 2.11 for this recipe, with
-# autograd; your run lands there too, with autograd switched off. The gap between train and val is small: a
-# network of 12,000 parameters trained on 180,000 examples barely overfits. (After a shorter run than the full
-# 200,000 steps both losses are higher.)
+# The lecture's published notebook reports a train loss of about 2.07 and a validation loss of about 2.11 for
+# this recipe, with autograd (the lecture itself gives no numbers); your run lands there too, with autograd
+# switched off. The gap between train and val is small: a network of 12,000 parameters trained on 180,000
+# examples barely overfits. (After a shorter run than the full 200,000 steps both losses are higher.) The
+# running statistics and the calibration agree to about a thousandth here.
+#
+# **Explain why, in your own words** (double-click this cell and write below the line). Why do the running
+# statistics, averaged over batches drawn while the weights were still changing, come out as good as a
+# calibration on the final weights? When would they not (think of `bn_momentum = 0.1`, or of a learning rate
+# that never drops)?
+#
+# ---
+#
+# *Your answer:*
+#
+# <details><summary>A model answer (open it after writing yours)</summary>
+#
+# With momentum 0.001 the running statistics average about the last thousand batches, 32,000 examples, a sizeable
+# sample of the training split. Over those last thousand steps the learning rate is 0.01 and the weights barely
+# move, so the batches were produced by almost the final network: the average estimates the same mean and
+# variance the calibration computes. With momentum 0.1 they average only about ten batches, a noisy estimate
+# (the validation loss gets a little worse); with a learning rate that stays large the weights keep moving, so
+# even a long average mixes statistics of older networks, and a calibration on the final weights is better.
+#
+# </details>
 
 
 # %% [markdown]
 # ## Sample from the network
 #
+# *About 2 minutes.*
+#
 # Last, the fun part: generate names one character at a time. Start from a context of `.` (index 0), feed it
-# through the network with the calibrated BatchNorm, draw the next character from the softmax, slide the context
+# through the network with BatchNorm's frozen statistics (the running ones), draw the next character from the softmax, slide the context
 # along, and stop at the next `.`.
 
 
@@ -660,7 +766,8 @@ else:
 # * You wrote the full backward pass of an MLP with BatchNorm as one function of about fifteen lines, each
 #   gradient checked against autograd.
 # * You trained the network for 200,000 steps with autograd switched off, and got the same loss curve as
-#   `loss.backward()`, the same train and validation losses as the lecture, and sensible names.
+#   `loss.backward()`, the same train and validation losses as the lecture's published notebook, and sensible
+#   names; with BatchNorm's running statistics kept by your own layer, as `BatchNorm1d` keeps them.
 # * You saw that fusing the cross-entropy and BatchNorm gradients, and vectorising the embedding's gradient with
 #   `index_add_`, makes a hand-written backward pass about as fast as autograd's, or a little faster.
 
@@ -677,6 +784,8 @@ else:
 
 
 # %% [markdown] tags=["solution"]
+# <details><summary>Read on (folded: the notebook is a training notebook first)</summary>
+#
 # The lecture calls the fused backward passes "much faster", yet its own exercise-4 step, timed as written, is about three times *slower* than plain `loss.backward()` (the table at the end of this appendix). Your `backward()` above, with `index_add_` in place of the lecture's loop, is already about as fast as autograd or a little faster (the timing printed after the two training runs). So is writing the backward pass by hand only a way to understand autograd, never to beat it clearly?
 #
 # It can beat it by more than a factor of two, even when autograd gets every forward-pass trick we use. This section builds that step and measures it next to autograd. Three things make the difference:
@@ -696,10 +805,14 @@ else:
 # | manual, fastest | the readable step with every buffer made once and the gradients added straight into the parameters |
 #
 # The code of these steps lives in `course/speed.py`, which the benchmark (`make bench`, `tools/bench.py`) imports; the cells below show that same code. So every step takes everything as an argument, and the steps use the lecture's own definitions: `init_params` and `train_forward` from the top of this notebook, and the lecture's chunked forward pass and notebook 01's backward steps, shown below where they are first needed.
+#
+# </details>
 
 
 # %% [markdown] tags=["solution"]
 # ### The model and the two autograd steps
+#
+# <details><summary>Read on (folded: the notebook is a training notebook first)</summary>
 #
 # `init_params` (at the top of this notebook) is the lecture's initialisation, drawn from a seeded generator, so every variant starts from the same numbers and, reseeded alike, draws the same batches.
 #
@@ -714,6 +827,8 @@ else:
 # - `torch.autograd.grad` returns the gradients without storing them in `.grad`, and `torch._foreach_add_` applies all seven updates in one call instead of seven.
 #
 # What autograd cannot get from us is the backward pass itself: that is the point of the comparison.
+#
+# </details>
 
 
 # %% tags=["solution"]
@@ -725,7 +840,11 @@ else:
 # %% [markdown] tags=["solution"]
 # ### The lecture's exercise-4 step
 #
-# This is exercise 4 as the lecture wrote it. It is correct, but slow, for three reasons you can now name: `hprebn.var(0)` is a general-purpose reduction that is surprisingly expensive on a small batch (on many CPUs it costs more than all the other batchnorm operations together); `dlogits[range(n), Yb] -= 1` builds an index from a Python `range` every step; and the double loop for `dC` runs $32 \times 3 = 96$ tiny indexing operations, each paying the full call overhead. It also computes `dhpreact.sum(0)` and `(dhpreact * bnraw).sum(0)` again inside `dhprebn`, although `dbnbias` and `dbngain` are those very sums.
+# <details><summary>Read on (folded: the notebook is a training notebook first)</summary>
+#
+# This is exercise 4 as the lecture wrote it. It is correct, but slow, for three reasons you can now name: `hprebn.var(0)` is a general-purpose reduction that is surprisingly expensive on a small batch (on many CPUs it costs more than all the other batchnorm operations together); `dlogits[range(n), Yb] -= 1` builds an index from a Python `range` every step; and the double loop for `dC` makes $32 \times 3 = 96$ passes, each a few tiny indexing and adding operations that pay the full call overhead: about a thousand operations per step in all (the benchmark counts 1,038). It also computes `dhpreact.sum(0)` and `(dhpreact * bnraw).sum(0)` again inside `dhprebn`, although `dbnbias` and `dbngain` are those very sums.
+#
+# </details>
 
 
 # %% tags=["solution"]
@@ -748,6 +867,8 @@ else:
 # %% [markdown] tags=["solution"]
 # ### The readable fused step, line by line
 #
+# <details><summary>Read on (folded: the notebook is a training notebook first)</summary>
+#
 # Same math, far fewer operations. Reading it top to bottom:
 #
 # - **`torch.addmm(b1, embcat, W1)`**: bias and matmul in one operation.
@@ -759,6 +880,8 @@ else:
 # - **Shared sums in the batchnorm backward**: $\frac{\partial L}{\partial \text{hprebn}} = \text{bngain}\cdot\text{bnvar\_inv}\,\big(\text{dhpreact} - \frac{1}{n}\sum \text{dhpreact} - \frac{1}{n-1}\,\text{bnraw}\sum \text{bnraw}\cdot\text{dhpreact}\big)$, and those two sums are `dbnbias` and `dbngain`, already computed: we reuse them. Autograd has no way to know they are the same numbers.
 # - **`index_add_`** adds all the rows of `demb` into `dC` at once, repeated indices included.
 # - **`torch._foreach_add_`**: seven updates in one call.
+#
+# </details>
 
 
 # %% tags=["solution"]
@@ -768,6 +891,8 @@ else:
 
 # %% [markdown] tags=["solution"]
 # ### The fastest step, line by line
+#
+# <details><summary>Read on (folded: the notebook is a training notebook first)</summary>
 #
 # The readable step still spends time on things that are the same every step: allocating each output tensor, building views and transposes, and a separate gradient tensor for every parameter that is then added into it. `make_fastest_step` does that bookkeeping once and returns a `step(g, lr)` that only computes. Each trick below is kept because measuring it showed that it pays: taking any single one out made the step slower, by between about 2 µs (the shared reduction, skipping `b1`) and 30 µs (`native_batch_norm`) on the machine we used.
 #
@@ -781,6 +906,8 @@ else:
 # computed in place in `dh` (`addcmul_`, `sub_`, `mul_`), with $c$ passed on as the `alpha` of the next two matmuls. Its two sums come from one reduction: `dh` and `xhat * dh` live in one `(2, n, n_hidden)` buffer, and one `sum` over the batch gives `dbnbias` and `dgain` together.
 # - **`b1` is never updated**: sum that formula over the batch: $\sum_i \hat{x}_i = 0$ and $\sum_i(\text{dhpreact}_i - \frac{1}{n}\sum \text{dhpreact}) = 0$, so $\frac{\partial L}{\partial b_1} = \sum_i \text{dhprebn}_i = 0$ *exactly*. Of course: batchnorm subtracts the batch mean, so a bias before it cancels out and cannot change the loss. Autograd computes 200 numbers that are zero up to rounding; we skip them.
 # - **`dh.addcmul_(dh, h.mul_(h), value=-1)`**: the tanh backward in place, reusing `h`'s memory once `W2`'s update no longer needs it.
+#
+# </details>
 
 
 # %% tags=["solution"]
@@ -814,7 +941,11 @@ assert all(ok for ok, _ in grad_checks.values())
 # %% [markdown] tags=["solution"]
 # ### Timing it
 #
+# <details><summary>Read on (folded: the notebook is a training notebook first)</summary>
+#
 # Timing small operations on a shared machine needs care. Every variant runs in turn within each round, so a busy moment hits them all; each round reseeds every variant's generator alike, so they see the same batches; we report medians over rounds, after a warm-up round. We use one thread for all (at this size a second thread only adds noise) and report the thread's CPU time next to wall time: with one thread the step runs entirely on it, so its CPU time is the step's cost even when other programs share the machine.
+#
+# </details>
 
 
 # %% tags=["solution"]
@@ -872,6 +1003,8 @@ assert ratio < 1.0, "the fastest manual step should beat autograd by a wide marg
 # %% [markdown] tags=["solution"]
 # ### The benchmark, as run
 #
+# <details><summary>Read on (folded: the notebook is a training notebook first)</summary>
+#
 # `make bench` (`tools/bench.py`) runs all of this at full length: it checks every gradient first, times the five steps (12 interleaved rounds of 500 steps) and the three pieces, then the fastest and the readable step against tuned autograd as the batch and the hidden layer grow, and finally trains notebook 04's model for 200,000 steps with the fastest manual step and with tuned autograd, in alternating chunks. Below is the output of a full `make bench` run, as recorded in `course/bench_as_run.txt` (its first two lines name the torch version, the machine and the date); your numbers will differ, the ratios much less so.
 #
 # <!-- include: course/bench_as_run.txt -->
@@ -882,8 +1015,12 @@ assert ratio < 1.0, "the fastest manual step should beat autograd by a wide marg
 #
 # - **Lecture autograd → tuned autograd.** Fewer, cheaper forward operations (no `.var(0)`, one batchnorm call, `addmm`) help autograd too: every forward operation is also a node in its graph and a call in its backward.
 # - **Tuned autograd → fastest manual step.** The forward passes are the same operations, so the whole gap is the backward pass and the update. Count the operations (the last column counts every operation that reaches a kernel, autograd's backward included, views too): the fastest manual step runs only about a third fewer than tuned autograd, yet takes less than half the time, and the readable step runs *more* operations than tuned autograd and is still clearly faster. The difference is the graph: recording a node and its saved tensors for every forward operation, then walking the graph, calling each node's backward function and collecting the results. A hand-written backward is just the list of operations that remain, with the shared work (the softmax, the two batchnorm sums, `b1`'s zero gradient) done once or not at all and the updates fused into the gradient matmuls.
-# - **The lecture's exercise-4 step** is the slowest of all, and not because a hand-written backward is slow: its double loop over the batch makes about a thousand operations per step, and `.var(0)` is expensive. The pieces table shows each fix on its own: `index_add_` instead of the loop, and the fused cross-entropy and batchnorm backward passes instead of the chunked ones.
+# - **The lecture's exercise-4 step** is the slowest of all, and not because a hand-written backward is slow: its double loop over the batch makes about a thousand operations per step (1,038 in the table), and `.var(0)` is expensive. The pieces table shows each fix on its own: `index_add_` instead of the loop, and the fused cross-entropy and batchnorm backward passes instead of the chunked ones.
 # - **As the work grows**, the operation counts stay put while the arithmetic grows with batch × hidden. At the lecture's size the matmuls are a small part of a step and the rest is the cost of each call, which is where a hand-written step wins most. With bigger matrices that overhead matters less and less: the readable step, which makes a new tensor for every result, draws level with autograd or falls behind, and the fastest step stays ahead by a smaller margin, mostly because it allocates far less memory. The lines under that table say where, on the machine it ran on.
 # - **The two full trainings** end at the same losses to four decimals (their float32 sums run in different orders, so the last bits can differ), and the fastest manual step gets there in well under half the time.
 #
 # What is left in the fastest step is mostly work any implementation must do at this size: six small matmuls, the `tanh`, the batchnorm statistics and the gathers, plus a few microseconds of overhead for each of its operations. To go much further you would need fewer, bigger kernels (a compiler, or hand-written C++), not better Python.
+#
+# </details>
+
+
