@@ -21,8 +21,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import inspect
+import linecache
 import math
 import random
+import re
 import string
 import sys
 import sysconfig
@@ -553,7 +555,7 @@ def missing_broadcast_term(c: Case) -> str | None:
 
 def relative_error(c: Case) -> str:
     """The fallback: how many entries are off and how far."""
-    return (f"{int(c.off.sum())} of {c.dt.numel()} entries are off; relative error {rel_error(c.dt, c.g):.1e}. "
+    return (f"{int(c.off.sum())} of {c.dt.numel()} entries are off; relative error {rel_error(c.dt, c.g, norm=True):.1e}. "
             "Re-derive the local derivative, then check the chain rule")
 
 
@@ -678,6 +680,9 @@ def explain(e: BaseException, fn: Any, names: Mapping[str, Any] = ()) -> str:
         close = difflib.get_close_matches(missing, known, n=1)
         return (msg + f". `{missing}` is neither a tensor of the forward pass nor an argument of {label}: compute it "
                 "inside the step first, or take it as an argument" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    if ours and ".grad" in (ours[-1].line or ""):
+        return msg + (". A step sees the forward tensors' values only: `.grad` is autograd's answer, which is not "
+                      "there to copy. Compute the gradient from the forward tensors and the upstream gradient")
     if not ours:  # raised before any line of yours ran: the call itself
         return msg + f". Keep the arguments of the def line the notebook gave ({', '.join(_parameters(fn))})"
     return msg + ". Fix that line, run the step's cell again, then this check"
@@ -695,14 +700,18 @@ def call(fn: Any, args: list, outputs: list[str], names: Mapping[str, Any] = ())
     """fn(*args) under no_grad with `names` in scope, as one value per name in `outputs`. Never raises an
     Exception: a step that raises or returns the wrong number of values gives a StepFailed for each output."""
     label = getattr(fn, "__name__", "your step")
-    floats = [x.dtype for x in (*args, *dict(names).values()) if isinstance(x, torch.Tensor) and x.is_floating_point()]
+    # detached: a step sees values only, so `hpreact.grad` (autograd's answer) is not there to be copied
+    names, args = {k: _detached(v) for k, v in dict(names).items()}, [_detached(a) for a in args]
+    floats = [x.dtype for x in (*args, *names.values()) if isinstance(x, torch.Tensor) and x.is_floating_point()]
     default = torch.get_default_dtype()
     try:  # new tensors (torch.zeros((n, vocab_size))) get the run's dtype: float64 in a float64 re-run
         torch.set_default_dtype(floats[0] if floats and floats[0] in (torch.float32, torch.float64) else default)
         with torch.no_grad():
-            result = in_scope(fn, dict(names))(*args)
+            result = in_scope(fn, names)(*args)
     except Exception as e:  # KeyboardInterrupt (a time limit) still stops the cell
-        return _failed(StepFailed(explain(e, fn, names)), label, len(outputs))
+        done = _assigned_before(e, fn)  # outputs the step had computed before the line that raised
+        failed = iter(_failed(StepFailed(explain(e, fn, names)), label, len(outputs)))
+        return tuple(done[o] if o in done else next(failed) for o in outputs)
     finally:
         torch.set_default_dtype(default)
     if len(outputs) == 1:
@@ -716,9 +725,37 @@ def call(fn: Any, args: list, outputs: list[str], names: Mapping[str, Any] = ())
                               f"{got}"), label, len(outputs))
 
 
-def _failed(first: StepFailed, label: str, count: int) -> tuple:
+def _failed(first: StepFailed, label: str, count: int, why: str = "did not run to its end") -> tuple:
     """The diagnosis for a step's first output; the others point up to it instead of repeating it."""
-    return (first,) + (StepFailed(f"{label} did not run to its end: see above"),) * (count - 1)
+    return (first,) + (StepFailed(f"{label} {why}: see above"),) * (count - 1)
+
+
+def _detached(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.detach()
+    if isinstance(x, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in x):
+        return type(x)(v.detach() if isinstance(v, torch.Tensor) else v for v in x)
+    return x
+
+
+def _assigned_before(e: BaseException, fn: Any) -> dict[str, Any]:
+    """The tensors a step had finished when it raised, by name, so each is judged on its own merits: those it
+    had assigned, less any that the line that raised or a later line of the step still touches."""
+    code = getattr(inspect.unwrap(fn), "__code__", None) if callable(fn) else None
+    tb, found = e.__traceback__, {}
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            rest = []  # the step's lines from the one that raised on, its return line left out
+            for line in linecache.getlines(code.co_filename)[tb.tb_lineno - 1:]:
+                if rest and line.strip() and not line[0].isspace():
+                    break  # the step's body has ended
+                if not line.strip().startswith("return"):
+                    rest.append(line)
+            text = "".join(rest) if rest else None
+            found = {k: v for k, v in tb.tb_frame.f_locals.items() if isinstance(v, torch.Tensor)
+                     and text is not None and not re.search(rf"\b{re.escape(k)}\b", text)}
+        tb = tb.tb_next
+    return found
 
 
 def why_unfit(grad: Any, t: Any, name: str = "its tensor") -> str | None:
@@ -792,7 +829,8 @@ def check_step(step: str, fw: Any, outputs: str, ns: Mapping[str, Any] | None = 
     names, fwn = outputs.split(), forward_names(fw)
     fn = ns.get(step)
     args = _feed(fn, ns, fwn, step) if callable(fn) else _not_defined(step)
-    result = _failed(args, step, len(names)) if isinstance(args, StepFailed) else call(fn, args, names, fwn)
+    result = (_failed(args, step, len(names), "is not defined" if not callable(fn) else "could not be called")
+              if isinstance(args, StepFailed) else call(fn, args, names, fwn))
     _warn_aliased({name[1:]: value for name, value in zip(names, result)})  # before any of them is judged
     for name, value in zip(names, result):
         cmp(name[1:], value, fwn.get(name[1:]), n=fwn.get("n"))
@@ -807,7 +845,7 @@ def step(fn: Any, *args: Any, names: Any = None, outputs: int | str = 1) -> Any:
         fn = _caller_namespace().get(fn) or fn
     labels = outputs.split() if isinstance(outputs, str) else [f"output {i}" for i in range(outputs)]
     result = (call(fn, list(args), labels, forward_names(names)) if callable(fn) else
-              _failed(_not_defined(fn), fn, len(labels)))
+              _failed(_not_defined(fn), fn, len(labels), "is not defined"))
     return result[0] if len(labels) == 1 else result
 
 
@@ -831,7 +869,9 @@ def run_chain(steps: list[str], outputs: Mapping[str, str], fw: Any, reference: 
                 values[p] = reference[p].clone()
                 filled.append(p)
             args.append(values.get(p))
-        result = call(fn, args, names, forward_names(fw)) if callable(fn) else (_not_defined(step_name),) * len(names)
+        # in scope: this run's forward tensors and the gradients so far, never the notebook's
+        result = (call(fn, args, names, values) if callable(fn) else
+                  _failed(_not_defined(step_name), step_name, len(names), "is not defined"))
         values.update(zip(names, result))
         for name, grad in zip(names, result):
             t, ref = values.get(name[1:]), reference.get(name)
@@ -962,6 +1002,9 @@ def gradcheck(fn: Callable[..., Any] | str, inputs: Any, name: str = "your backw
                _jacobian_failure(fn, inputs, name))
     except Exception as e:
         ok, first = False, next((s for s in str(e).splitlines() if s.strip()), "").strip().rstrip(".")
+        if "ellipsis" in first.lower():  # a `...` still in forward or backward
+            _say(f"gradcheck waits for {name}: not implemented yet (a `...` is still in place)")
+            return False
         msg = (f"gradcheck could not check {name}: {type(e).__name__}: {first}. Check that forward and backward run "
                "on these inputs, and that backward returns one gradient per input of forward (None where none is "
                "needed), each with its input's shape")

@@ -194,6 +194,12 @@ def backward_probs(dlogprobs, probs):
     "deleted": ("backward_layer2", ""),
     # a typo in a name: the step raises NameError on a name that is neither a forward tensor nor an argument
     "typo": ("backward_logits", LECTURE["backward_logits"].replace("* dlogit_maxes", "* dlogit_max")),
+    # autograd's own answer, copied: a step sees values only, so there is no .grad to copy
+    "copies autograd": ("backward_counts_sum_inv", """
+def backward_counts_sum_inv(dprobs, counts):
+    dcounts_sum_inv = counts_sum_inv.grad.clone()
+    return dcounts_sum_inv
+"""),
     # `dhprebn = dbndiff` gives one tensor two names: += changes the dbndiff already checked
     "aliased": ("backward_bn_mean", """
 def backward_bn_mean(dbndiff, hprebn):

@@ -98,7 +98,8 @@ def test_a_step_that_was_never_defined_says_so(broken, case):
 def test_a_step_that_raises_names_the_error_and_the_line(broken):
     nb, cells = broken
     out = " ".join(text(nb.cells[checks_after(nb, cells["backward_logits"])]).split())
-    assert verdicts(nb, cells["backward_logits"]) == {"norm_logits": False, "logit_maxes": False, "logits": False}
+    # the two outputs computed before the line that raised are judged on their own merits
+    assert verdicts(nb, cells["backward_logits"]) == {"norm_logits": True, "logit_maxes": True, "logits": False}
     assert ("backward_logits raised NameError at `dlogits += F.one_hot(logits.max(1).indices, "
             "num_classes=logits.shape[1]) * dlogit_max`") in out, out
     assert "`dlogit_max` is neither a tensor of the forward pass nor an argument of backward_logits" in out
@@ -159,3 +160,11 @@ def test_a_whole_backward_reading_forward_tensors_trains():
     out = "".join(text(c) for c in nb.cells)
     assert "backward() matches autograd on every parameter at every step checked: True" in out, out
     assert "Training skipped" not in out
+
+
+def test_autograds_own_gradient_cannot_be_copied(broken):
+    nb, cells = broken
+    out = " ".join(text(nb.cells[checks_after(nb, cells["backward_counts_sum_inv"])]).split())
+    assert verdicts(nb, cells["backward_counts_sum_inv"]) == {"counts_sum_inv": False}
+    assert "backward_counts_sum_inv raised AttributeError at `dcounts_sum_inv = counts_sum_inv.grad.clone()`" in out
+    assert "`.grad` is autograd's answer, which is not there to copy" in out
