@@ -1,14 +1,16 @@
 """Generate the course's 8 notebooks from the hand-edited sources in course/, then run them.
 
     python tools/build_notebooks.py            # every notebook (make notebooks)
-    python tools/build_notebooks.py 01 03      # only these
+    python tools/build_notebooks.py 01 03      # only these (make notebook NB=03)
     python tools/build_notebooks.py --check    # are the stored notebooks what the sources generate? (no run)
 
 The sources are jupytext percent-format files, course/NN_name.py (`# %%` code cells, `# %% [markdown]` prose).
 From each the build makes notebooks/solutions/NN_name.ipynb and notebooks/NN_name.ipynb, executes both top to
 bottom with nbclient and stores their real outputs. What it adds on the way:
   * a link cell on top (Colab badge, the other version), and the set-up cell (tag `setup`) from
-    tools/setup_cell.py with the checksums of utils.py and names.txt (written to checksums.sha256);
+    tools/setup_cell.py with the checksums of utils.py and names.txt (written to checksums.sha256). A copy of
+    each is kept under versions/<first 16 hex digits of its sha256>/, where the set-up cell downloads it from:
+    a notebook saved today still gets its own utils.py after utils.py changes (never edit or delete them);
   * `# include: lecture.forward` lines in code cells become that definition from course/lecture.py (or any
     module in course/), so code shared by several notebooks, tests and tools is written once;
     `# include solved: lecture.backward_probs` gives it with its solution markers removed (the answer shown),
@@ -34,29 +36,35 @@ import copy
 import hashlib
 import os
 import re
+import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import jupytext
 import nbformat
+from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "course"))
+import facts  # noqa: E402  (course/facts.py: the notebook list, the parameter names, the sizes)
+
 SOURCES = ROOT / "course"
 SOLUTIONS = ROOT / "notebooks" / "solutions"
 LEARNER = ROOT / "notebooks"
-CHECKSUMS = ROOT / "checksums.sha256"
+CHECKSUMS = "checksums.sha256"
 VERIFIED_FILES = ("utils.py", "names.txt")
 
 # The one repository setting: badges and the set-up cell's download URL are built from it.
 REPO = "backprop-ninja/backprop-ninja"
 BRANCH = "main"
 BASE_URL = f"https://raw.githubusercontent.com/{REPO}/{BRANCH}"
+COURSE_URL = f"https://github.com/{REPO}"
+SHORT_RUN = 2_000  # training steps of a quick run (the tests' nbval run, grading); make notebooks runs them all
 
 BEGIN, END, PLACEHOLDER = "# BEGIN SOLUTION", "# END SOLUTION", "#@ "
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 INCLUDE = re.compile(r"^# include( solved)?: (.+)$")
-CELLS_INCLUDE = re.compile(r"# include cells: ([\w.-]+\.py)")  # a run of cells shared by several notebooks
 MD_INCLUDE = re.compile(r"^<!-- include: ([\w./-]+) -->$", re.M)  # a text file, shown as a code block
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 FOLD = ("<details><summary><b>Derivation</b>: open it after you have tried it on paper</summary>\n\n",
@@ -64,29 +72,54 @@ FOLD = ("<details><summary><b>Derivation</b>: open it after you have tried it on
 
 
 def names() -> list[str]:
-    return sorted(p.stem for p in SOURCES.glob("[0-9][0-9]_*.py"))
+    return list(facts.NOTEBOOKS)
 
 
 # ---------------------------------------------------------------------------------------------- generated cells
 
-def sha256_of_files() -> dict[str, str]:
-    return {f: hashlib.sha256((ROOT / f).read_bytes()).hexdigest() for f in VERIFIED_FILES}
+def sha256_of_files(root: Path = ROOT) -> dict[str, str]:
+    return {f: hashlib.sha256((root / f).read_bytes()).hexdigest() for f in VERIFIED_FILES}
 
 
-def read_checksums() -> dict[str, str]:
-    pairs = (line.split() for line in CHECKSUMS.read_text().splitlines() if line.strip())
+def read_checksums(root: Path = ROOT) -> dict[str, str]:
+    pairs = (line.split() for line in (root / CHECKSUMS).read_text().splitlines() if line.strip())
     return {name: digest for digest, name in pairs}
 
 
-def write_checksums() -> None:
-    CHECKSUMS.write_text("".join(f"{d}  {f}\n" for f, d in sha256_of_files().items()))
+def version_path(f: str, digest: str, root: Path = ROOT) -> Path:
+    """Where the version of `f` with this sha256 is kept, and downloaded from (the set-up cell builds the URL)."""
+    return root / "versions" / digest[:16] / f
 
 
-def setup_cell_source() -> str:
-    """tools/setup_cell.py (valid Python) with the real download URL and checksums put in."""
+def publish(root: Path = ROOT) -> dict[str, str]:
+    """Write checksums.sha256 and keep a copy of each verified file under versions/, by its checksum.
+
+    Versions git does not track yet were never published (pushed), so no saved notebook can need them: all but
+    the current ones are removed, lest every local rebuild leave a copy behind.
+    """
+    digests = sha256_of_files(root)
+    (root / CHECKSUMS).write_text("".join(f"{d}  {f}\n" for f, d in digests.items()))
+    current = {version_path(f, d, root) for f, d in digests.items()}
+    for path in current:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / path.name, path)
+    tracked = subprocess.run(["git", "ls-files", "versions"], cwd=root, capture_output=True, text=True)
+    if tracked.returncode == 0:
+        keep = {root / p for p in tracked.stdout.split()} | current
+        for path in (root / "versions").glob("*/*"):
+            if path not in keep:
+                path.unlink()
+                if not any(path.parent.iterdir()):
+                    path.parent.rmdir()
+    return digests
+
+
+def setup_cell_source(checksums: dict[str, str] | None = None) -> str:
+    """tools/setup_cell.py (valid Python) with the real URLs and the checksums (checksums.sha256's) put in."""
     text = (ROOT / "tools" / "setup_cell.py").read_text().rstrip("\n")
     text = re.sub(r'(BACKPROP_NINJA_BASE_URL", )"[^"]*"', lambda m: f'{m[1]}"{BASE_URL}"', text)
-    sha = "{" + ", ".join(f'"{f}": "{d}"' for f, d in read_checksums().items()) + "}"
+    text = re.sub(r'^COURSE_URL = "[^"]*"$', lambda m: f'COURSE_URL = "{COURSE_URL}"', text, flags=re.M)
+    sha = "{" + ", ".join(f'"{f}": "{d}"' for f, d in (checksums or read_checksums()).items()) + "}"
     return re.sub(r"^SHA256 = \{.*\}$", lambda m: f"SHA256 = {sha}", text, flags=re.M)
 
 
@@ -146,12 +179,6 @@ def expand_includes(source: str) -> str:
         else:
             out.append(line)
     return "\n".join(out)
-
-
-def included_cells(cell) -> list:
-    """A code cell that reads `# include cells: model_setup.py` becomes the cells of course/model_setup.py."""
-    m = CELLS_INCLUDE.fullmatch(cell.source.strip()) if cell.cell_type == "code" else None
-    return jupytext.read(SOURCES / m[1], fmt="py:percent").cells if m else [cell]
 
 
 # ---------------------------------------------------------------------------------------------- markers
@@ -224,14 +251,17 @@ def solution_regions(source: str) -> list[str]:
 
 def sizes(nb) -> dict[str, int]:
     """The integer sizes a notebook's `sizes` cell sets (batch_size, n_embd, ...)."""
-    found = {}
-    for c in nb.cells:
-        if "sizes" in c.metadata.get("tags", []):
-            for node in ast.parse(c.source).body:
-                if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-                        and isinstance(node.value.value, int)):
-                    found.update({t.id: node.value.value for t in node.targets if isinstance(t, ast.Name)})
-    return found
+    return facts.sizes_in(nb.cells)
+
+
+def shorten_training(nb, steps: int = SHORT_RUN):
+    """Set `max_steps = steps` in the notebook's `train_steps` cell (it has one, or this is an error)."""
+    cells = [c for c in nb.cells if "train_steps" in c.metadata.get("tags", [])]
+    counts = [re.subn(r"^max_steps\s*=\s*[\d_]+", f"max_steps = {steps:_}", c.source, flags=re.M) for c in cells]
+    if [n for _, n in counts] != [1]:
+        raise ValueError("a notebook to shorten needs one cell tagged train_steps that sets max_steps once")
+    cells[0].source = counts[0][0]  # in place: nbval's items hold this very cell
+    return nb
 
 
 def has_solution(source: str) -> bool:
@@ -278,8 +308,7 @@ def add_nbgrader_metadata(nb) -> None:
 
 def read_source(name: str):
     """The source as a notebook: includes expanded, generated cells filled, figures embedded."""
-    nb = jupytext.read(SOURCES / f"{name}.py", fmt="py:percent")
-    nb.cells = [cell for c in nb.cells for cell in included_cells(c)]
+    nb = nbformat.v4.new_notebook(cells=facts.source_cells(name))
     nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
     for c in nb.cells:
         if c.cell_type == "code":
@@ -299,7 +328,7 @@ def version(src, name: str, which: str):
     if which != "solution":  # from the source's markers, before they are rendered away: the same ids in each
         add_nbgrader_metadata(nb)
     if which != "solution":  # the grading source has the learner version's cells
-        nb.cells = [c for c in nb.cells if "solution" not in c.metadata.get("tags", [])]
+        TagRemovePreprocessor(remove_cell_tags={"solution"}).preprocess(nb, {})
     for c in nb.cells:
         if c.cell_type == "code":
             c.source = render(c.source, which)
@@ -309,8 +338,7 @@ def version(src, name: str, which: str):
                                                      metadata={"tags": ["badge"]}))
     for i, c in enumerate(nb.cells):  # stable ids: a rebuild changes no id
         c["id"] = f"c{i:03d}"
-        if c.cell_type == "code":
-            c.outputs, c.execution_count = [], None
+    ClearOutputPreprocessor().preprocess(nb, {})
     return nb
 
 
@@ -361,7 +389,11 @@ def out_of_sync(name: str) -> list[str]:
 
 
 def build(selected: list[str]) -> None:
-    write_checksums()
+    unknown = [s for s in selected if not any(name.startswith(s) for name in names())]
+    if unknown:
+        sys.exit(f"no notebook {', '.join(unknown)}: the notebooks are {', '.join(names())} (give a name or its "
+                 "first digits, e.g. 03)")
+    publish()
     for name in names():
         if selected and not any(name.startswith(s) for s in selected):
             continue
