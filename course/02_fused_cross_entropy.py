@@ -223,8 +223,9 @@ else:
     fig, ax = plt.subplots(figsize=(7, 7))
     m = max(dlogits.abs().max().item(), 1e-12)
     norm = matplotlib.colors.SymLogNorm(linthresh=1e-3, vmin=-m, vmax=m, base=10)  # symmetric: 0 is white
-    im = ax.imshow(dlogits.detach(), cmap="RdBu_r", norm=norm)  # diverging: blue below 0, red above
-    ax.scatter(Yb, range(n), marker="s", s=60, facecolors="none", edgecolors="black", label="label y")
+    # matplotlib gets NumPy arrays: handed tensors, NumPy 2 warns about torch's __array__ on the learner's screen
+    im = ax.imshow(dlogits.detach().numpy(), cmap="RdBu_r", norm=norm)  # diverging: blue below 0, red above
+    ax.scatter(Yb.numpy(), range(n), marker="s", s=60, facecolors="none", edgecolors="black", label="label y")
     ax.set_xticks(range(vocab_size), utils.itos)
     ax.set_xlabel("character i")
     ax.set_ylabel("example b in the batch")
