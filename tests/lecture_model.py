@@ -9,14 +9,17 @@ from pathlib import Path
 
 import torch
 
+import facts
 import lecture
 import utils
 
 ROOT = Path(__file__).resolve().parent.parent
-PARAMS = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
+PARAMS = facts.PARAMETERS
+SIZES = facts.sizes("01_atomic_backprop")  # the lecture's exercise-1 model, at notebook 01's default sizes
 
 
-def build(batch_size: int = 32, n_embd: int = 10, n_hidden: int = 64, block_size: int = 3) -> dict:
+def build(batch_size: int = SIZES["batch_size"], n_embd: int = SIZES["n_embd"], n_hidden: int = SIZES["n_hidden"],
+          block_size: int = SIZES["block_size"]) -> dict:
     """Forward + loss.backward() with retain_grad; returns every tensor (name -> tensor) and `d` (manual)."""
     (Xtr, Ytr), _, _ = utils.split_dataset(utils.load_words(ROOT / "names.txt"), block_size)
     g = torch.Generator().manual_seed(2147483647)

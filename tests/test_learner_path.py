@@ -9,8 +9,9 @@ import nbformat
 import pytest
 
 import build_notebooks as bn
+import facts
 
-NAMES = ["01_atomic_backprop", "02_fused_cross_entropy", "03_fused_batchnorm", "04_full_training"]
+NAMES = facts.NOTEBOOKS
 
 
 def read(name: str, which: str):

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,13 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "course"))
+import facts  # noqa: E402
+
+# The figures draw notebook 01's model at its default sizes (its `sizes` cell, read by course/facts.py).
+SIZES = facts.sizes("01_atomic_backprop")
+N, BLOCK, EMBD, HIDDEN = (SIZES[k] for k in ("batch_size", "block_size", "n_embd", "n_hidden"))
+VOCAB = 27  # utils.vocab_size: 26 letters and '.' (not imported: it would bring torch)
 DPI = 100  # 1 inch = 100 px, so a 10-inch figure is 1000 px: notebook width, text at its nominal size
 
 # One palette for every figure: activations blue, parameters amber, data grey, gradients red.
@@ -96,20 +104,21 @@ def save(fig, path: Path) -> None:
 # (name, shape, kind, column, row); columns 0-2 are the left half, 3-5 the right half:
 # parameters | main chain | side branch of a fan-out.
 FORWARD_NODES = [
-    ("Xb", "(32, 3)", "data", 1, 0), ("C", "(27, 10)", "param", 0, 1),
-    ("emb", "(32, 3, 10)", "act", 1, 1), ("embcat", "(32, 30)", "act", 1, 2),
-    ("W1", "(30, 64)", "param", 0, 2.5), ("b1", "(64,)", "param", 0, 3.5),
-    ("hprebn", "(32, 64)", "act", 1, 3), ("bnmeani", "(1, 64)", "act", 2, 4),
-    ("bndiff", "(32, 64)", "act", 1, 5), ("bndiff2", "(32, 64)", "act", 2, 6),
-    ("bnvar", "(1, 64)", "act", 2, 7), ("bnvar_inv", "(1, 64)", "act", 2, 8),
-    ("bnraw", "(32, 64)", "act", 1, 9), ("bngain", "(1, 64)", "param", 0, 9.5),
-    ("bnbias", "(1, 64)", "param", 0, 10.5), ("hpreact", "(32, 64)", "act", 1, 10),
-    ("h", "(32, 64)", "act", 4, 0), ("W2", "(64, 27)", "param", 3, 1), ("b2", "(27,)", "param", 3, 2),
-    ("logits", "(32, 27)", "act", 4, 1), ("logit_maxes", "(32, 1)", "act", 5, 2),
-    ("norm_logits", "(32, 27)", "act", 4, 3), ("counts", "(32, 27)", "act", 4, 4),
-    ("counts_sum", "(32, 1)", "act", 5, 5), ("counts_sum_inv", "(32, 1)", "act", 5, 6),
-    ("probs", "(32, 27)", "act", 4, 7), ("logprobs", "(32, 27)", "act", 4, 8),
-    ("Yb", "(32,)", "data", 3, 9), ("loss", "()", "act", 4, 9),
+    ("Xb", f"({N}, {BLOCK})", "data", 1, 0), ("C", f"({VOCAB}, {EMBD})", "param", 0, 1),
+    ("emb", f"({N}, {BLOCK}, {EMBD})", "act", 1, 1), ("embcat", f"({N}, {BLOCK * EMBD})", "act", 1, 2),
+    ("W1", f"({BLOCK * EMBD}, {HIDDEN})", "param", 0, 2.5), ("b1", f"({HIDDEN},)", "param", 0, 3.5),
+    ("hprebn", f"({N}, {HIDDEN})", "act", 1, 3), ("bnmeani", f"(1, {HIDDEN})", "act", 2, 4),
+    ("bndiff", f"({N}, {HIDDEN})", "act", 1, 5), ("bndiff2", f"({N}, {HIDDEN})", "act", 2, 6),
+    ("bnvar", f"(1, {HIDDEN})", "act", 2, 7), ("bnvar_inv", f"(1, {HIDDEN})", "act", 2, 8),
+    ("bnraw", f"({N}, {HIDDEN})", "act", 1, 9), ("bngain", f"(1, {HIDDEN})", "param", 0, 9.5),
+    ("bnbias", f"(1, {HIDDEN})", "param", 0, 10.5), ("hpreact", f"({N}, {HIDDEN})", "act", 1, 10),
+    ("h", f"({N}, {HIDDEN})", "act", 4, 0), ("W2", f"({HIDDEN}, {VOCAB})", "param", 3, 1),
+    ("b2", f"({VOCAB},)", "param", 3, 2),
+    ("logits", f"({N}, {VOCAB})", "act", 4, 1), ("logit_maxes", f"({N}, 1)", "act", 5, 2),
+    ("norm_logits", f"({N}, {VOCAB})", "act", 4, 3), ("counts", f"({N}, {VOCAB})", "act", 4, 4),
+    ("counts_sum", f"({N}, 1)", "act", 5, 5), ("counts_sum_inv", f"({N}, 1)", "act", 5, 6),
+    ("probs", f"({N}, {VOCAB})", "act", 4, 7), ("logprobs", f"({N}, {VOCAB})", "act", 4, 8),
+    ("Yb", f"({N},)", "data", 3, 9), ("loss", "()", "act", 4, 9),
 ]
 FORWARD_EDGES = """Xb>emb C>emb emb>embcat embcat>hprebn W1>hprebn b1>hprebn hprebn>bnmeani hprebn>bndiff
     bnmeani>bndiff bndiff>bndiff2 bndiff>bnraw bndiff2>bnvar bnvar>bnvar_inv bnvar_inv>bnraw bnraw>hpreact
@@ -121,7 +130,7 @@ ROW0, PITCH = 92, 60
 
 
 def forward_graph(path: Path) -> None:
-    fig, ax = canvas(1000, 860, "The chunked forward pass: every tensor and its shape (batch n = 32)")
+    fig, ax = canvas(1000, 860, f"The chunked forward pass: every tensor and its shape (batch n = {N})")
     boxes = {}
     for name, shape, kind, col, row in FORWARD_NODES:
         w = 86 if kind != "act" else 138
@@ -156,10 +165,10 @@ def _legend(ax, x, y):
 
 def fanout_counts(path: Path) -> None:
     fig, ax = canvas(1000, 520, "A tensor used twice gets two gradients, and they add up")
-    counts = node(ax, 190, 230, "counts", "(32, 27)")
-    probs = node(ax, 840, 230, "probs", "(32, 27)")
-    csum = node(ax, 420, 370, "counts_sum", "(32, 1)")
-    csum_inv = node(ax, 650, 370, "counts_sum_inv", "(32, 1)")
+    counts = node(ax, 190, 230, "counts", f"({N}, {VOCAB})")
+    probs = node(ax, 840, 230, "probs", f"({N}, {VOCAB})")
+    csum = node(ax, 420, 370, "counts_sum", f"({N}, 1)")
+    csum_inv = node(ax, 650, 370, "counts_sum_inv", f"({N}, 1)")
     for a, b, op, xy in ((counts, probs, "probs = counts * counts_sum_inv", (515, 216)),
                          (counts, csum, ".sum(1, keepdim=True)", (312, 290)),
                          (csum, csum_inv, "**-1", (535, 358)),
@@ -184,7 +193,7 @@ def fanout_counts(path: Path) -> None:
 
 # ----------------------------------------------------------------------------- 3. broadcasting
 
-CELL, ROWS, COLS = 18, 6, 8  # a 6 x 8 sketch stands for 32 x 27
+CELL, ROWS, COLS = 18, 6, 8  # a 6 x 8 sketch stands for N x VOCAB
 BLUES = ["#dbeafe", "#bfdbfe", "#93c5fd", "#60a5fa", "#3b82f6", "#1d4ed8"]
 REDS = ["#fee2e2", "#fecaca", "#fca5a5", "#f87171", "#ef4444"]
 GREYS = ["#f3f4f6", "#e5e7eb", "#d1d5db", "#9ca3af"]
@@ -204,11 +213,11 @@ def grid(ax, x0, y0, cols, colour, name="", shape="", alpha=lambda r, c: 1.0):
 
 
 def dims(ax, x0, y0, cols, color=MUTED, side=-1):
-    """Mark a sketched grid's real size: 27 columns along the top, 32 rows down one side (-1 left, 1 right)."""
+    """Mark a sketched grid's real size: VOCAB columns along the top, N rows down one side (-1 left, 1 right)."""
     w, h = cols * CELL, ROWS * CELL
     xs = x0 - 8 if side < 0 else x0 + w + 8
-    for a, b, (tx, ty), text in (((x0, y0 - 8), (x0 + w, y0 - 8), (x0 + w / 2, y0 - 20), "27"),
-                                 ((xs, y0), (xs, y0 + h), (xs + 14 * side, y0 + h / 2), "32")):
+    for a, b, (tx, ty), text in (((x0, y0 - 8), (x0 + w, y0 - 8), (x0 + w / 2, y0 - 20), str(VOCAB)),
+                                 ((xs, y0), (xs, y0 + h), (xs + 14 * side, y0 + h / 2), str(N))):
         ax.annotate("", a, b, arrowprops=dict(arrowstyle="<->", color=color, lw=1.2))
         label(ax, tx, ty, text, size=10, color=color)
 
@@ -216,35 +225,35 @@ def dims(ax, x0, y0, cols, color=MUTED, side=-1):
 def broadcast_sum(path: Path) -> None:
     fig, ax = canvas(1000, 565, "Broadcasting copies in the forward pass, so the backward pass sums")
     row_blue = lambda r, c: BLUES[r]  # noqa: E731  (one value per row, copied along the row)
-    # forward: counts_sum_inv (32, 1) is replicated to (32, 27), then multiplies counts elementwise
+    # forward: counts_sum_inv (N, 1) is replicated to (N, VOCAB), then multiplies counts elementwise
     y = 110
     label(ax, 20, 75, "forward", size=13, color=FWD, ha="left", fontweight="bold")
-    grid(ax, 90, y, 1, row_blue, "counts_sum_inv", "(32, 1)")
+    grid(ax, 90, y, 1, row_blue, "counts_sum_inv", f"({N}, 1)")
     arrow(ax, (118, y + 54), (222, y + 54))
     label(ax, 170, y + 36, "replicate", size=10, color=FWD)
     label(ax, 170, y + 72, "along dim 1", size=10, color=FWD)
-    grid(ax, 260, y, COLS, row_blue, shape="(32, 27): 27 identical copies",
+    grid(ax, 260, y, COLS, row_blue, shape=f"({N}, {VOCAB}): {VOCAB} identical copies",
          alpha=lambda r, c: 1.0 if c == 0 else 0.55)
     dims(ax, 260, y, COLS)
     label(ax, 450, y + 54, "*", size=22, color=INK)
-    grid(ax, 490, y, COLS, lambda r, c: GREYS[(3 * r + 5 * c) % 4], "counts", "(32, 27)")
+    grid(ax, 490, y, COLS, lambda r, c: GREYS[(3 * r + 5 * c) % 4], "counts", f"({N}, {VOCAB})")
     label(ax, 680, y + 54, "=", size=22, color=INK)
-    grid(ax, 720, y, COLS, lambda r, c: BLUES[(r + c) % 3 + 1], "probs", "(32, 27)")
-    label(ax, 500, y + 152, "probs = counts * counts_sum_inv     # (32, 27) * (32, 1) -> (32, 27)",
+    grid(ax, 720, y, COLS, lambda r, c: BLUES[(r + c) % 3 + 1], "probs", f"({N}, {VOCAB})")
+    label(ax, 500, y + 152, f"probs = counts * counts_sum_inv     # ({N}, {VOCAB}) * ({N}, 1) -> ({N}, {VOCAB})",
           size=11, color=FWD, family=MONO)
-    # backward: the gradient reaching the 27 copies flows back to the one column, so it is summed
+    # backward: the gradient reaching the VOCAB copies flows back to the one column, so it is summed
     y = 350
     ax.plot([15, 985], [y - 60, y - 60], color="#e5e7eb", lw=1.5)
     label(ax, 20, y - 35, "backward", size=13, color=GRAD, ha="left", fontweight="bold")
-    grid(ax, 90, y, 1, lambda r, c: REDS[(2 * r) % 3 + 2], "dcounts_sum_inv", "(32, 1)")
-    grid(ax, 260, y, COLS, lambda r, c: REDS[(3 * r + 2 * c) % 5], shape="gradient reaching each copy (32, 27)")
+    grid(ax, 90, y, 1, lambda r, c: REDS[(2 * r) % 3 + 2], "dcounts_sum_inv", f"({N}, 1)")
+    grid(ax, 260, y, COLS, lambda r, c: REDS[(3 * r + 2 * c) % 5], shape=f"gradient reaching each copy ({N}, {VOCAB})")
     dims(ax, 260, y, COLS, side=1)
     for r in range(ROWS):
         arrow(ax, (255, y + (r + 0.5) * CELL), (112, y + (r + 0.5) * CELL), color=GRAD, lw=1.4, head=9)
     label(ax, 183, y + ROWS * CELL + 36, ".sum(1, keepdim=True)", size=10, color=GRAD, family=MONO)
-    label(ax, 500, y + 32, "each row's 27 copies were 27 uses of one number,", size=12, color=INK, ha="left")
-    label(ax, 500, y + 56, "so the 27 gradients in a row add up into it:", size=12, color=INK, ha="left")
-    label(ax, 500, y + 80, "sum along dim 1, keepdim=True keeps (32, 1)", size=12, color=GRAD, ha="left")
+    label(ax, 500, y + 32, f"each row's {VOCAB} copies were {VOCAB} uses of one number,", size=12, color=INK, ha="left")
+    label(ax, 500, y + 56, f"so the {VOCAB} gradients in a row add up into it:", size=12, color=INK, ha="left")
+    label(ax, 500, y + 80, f"sum along dim 1, keepdim=True keeps ({N}, 1)", size=12, color=GRAD, ha="left")
     label(ax, 500, 535, "rule: a dimension that was broadcast in the forward pass is summed in the backward pass",
           size=12, color=INK, fontweight="bold")
     save(fig, path)
@@ -255,13 +264,13 @@ def broadcast_sum(path: Path) -> None:
 def batchnorm_graph(path: Path) -> None:
     fig, ax = canvas(1000, 620, "Batchnorm: x reaches x\u0302 three ways, so dL/dx has three terms")
     math = dict(w=110, h=48, size=15)
-    x = node(ax, 100, 290, r"$x$", "(n, 64)", **math)
-    mu = node(ax, 400, 130, r"$\mu$", "(1, 64)", **math)
-    var = node(ax, 400, 290, r"$\sigma^2$", "(1, 64)", **math)
-    xhat = node(ax, 680, 290, r"$\hat{x}$", "(n, 64)", **math)
-    y = node(ax, 900, 290, r"$y$", "(n, 64)", **math)
-    gamma = node(ax, 790, 150, r"$\gamma$", "(1, 64)", "param", **math)
-    beta = node(ax, 790, 430, r"$\beta$", "(1, 64)", "param", **math)
+    x = node(ax, 100, 290, r"$x$", f"(n, {HIDDEN})", **math)
+    mu = node(ax, 400, 130, r"$\mu$", f"(1, {HIDDEN})", **math)
+    var = node(ax, 400, 290, r"$\sigma^2$", f"(1, {HIDDEN})", **math)
+    xhat = node(ax, 680, 290, r"$\hat{x}$", f"(n, {HIDDEN})", **math)
+    y = node(ax, 900, 290, r"$y$", f"(n, {HIDDEN})", **math)
+    gamma = node(ax, 790, 150, r"$\gamma$", f"(1, {HIDDEN})", "param", **math)
+    beta = node(ax, 790, 430, r"$\beta$", f"(1, {HIDDEN})", "param", **math)
     for a, b in ((x, mu), (x, var), (mu, var), (mu, xhat), (var, xhat), (xhat, y), (gamma, y), (beta, y)):
         arrow(ax, a, b)
     arrow(ax, x, xhat, rad=0.3)
