@@ -45,7 +45,7 @@ notebooks: $(VENV)/installed
 	$(PY) tools/build_notebooks.py
 
 # One notebook (both versions) from its source: make notebook NB=03
-notebook: $(VENV)/installed
+notebook: $(if $(NB),$(VENV)/installed)
 	@test -n "$(NB)" || { echo "usage: make notebook NB=03   (the first digits of course/NN_name.py)"; exit 2; }
 	$(PY) tools/build_notebooks.py $(NB)
 

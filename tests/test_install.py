@@ -42,3 +42,21 @@ def test_torch_index_adds_extra_index_url(target):
     expected = [f"{DEFAULT_PIP} --extra-index-url {CPU_INDEX}"]
     assert pip_lines(target, f"TORCH_INDEX={CPU_INDEX}") == expected
     assert pip_lines(target, TORCH_INDEX=CPU_INDEX) == expected  # from the environment too
+
+
+def test_an_unsupported_python_gets_a_plain_message(tmp_path):
+    """A python3 outside the tried versions stops before any venv exists, saying what to do (PYTHONS set here to
+    a version nobody has, so the test runs on any Python)."""
+    for f in ("Makefile", "requirements.txt"):
+        shutil.copy(ROOT / f, tmp_path / f)
+    proc = subprocess.run(["make", ".venv/installed", "PYTHONS=3.99"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0 and "the course needs Python 3.99: run make with PYTHON=" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / ".venv").exists()
+
+
+def test_one_notebook_is_one_command():
+    proc = subprocess.run(["make", "-n", "notebook", "NB=03"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and ".venv/bin/python tools/build_notebooks.py 03" in proc.stdout, proc.stdout
+    proc = subprocess.run(["make", "notebook"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "usage: make notebook NB=03" in proc.stdout, proc.stdout + proc.stderr
