@@ -312,7 +312,7 @@ def make_inputs(notebook: str, checks: dict[str, dict[str, list[str]]], seed: in
 # Runs in the learner's kernel, in a cell after each check cell: `_backprop_ninja_collect("<grade_id>")`. It needs
 # only torch and the course's utils; what it saves is plain data, judged outside.
 COLLECTOR = r'''
-def _backprop_ninja_collect(check, _ns=globals()):
+def _backprop_ninja_collect(check, root="/box", _ns=globals()):
     import torch, utils
 
     class Ctx:  # what a Function's forward and backward may use of autograd's ctx
@@ -335,7 +335,7 @@ def _backprop_ninja_collect(check, _ns=globals()):
         return {"type": type(v).__name__}
 
     answers = []
-    for t in torch.load(f"/box/inputs/{check}.pt", weights_only=True):
+    for t in torch.load(f"{root}/inputs/{check}.pt", weights_only=True):
         fn = _ns.get(t["function"])
         if not callable(fn):
             answers.append({"missing": True})
@@ -359,7 +359,7 @@ def _backprop_ninja_collect(check, _ns=globals()):
                 answers.append({"forward": data(out), "values": [data(g) for g in grads]})
             except Exception as e:
                 answers.append({"failed": utils.explain(e, fn, names)})
-    torch.save(answers, f"/box/out/answers/{check}.pt")
+    torch.save(answers, f"{root}/out/answers/{check}.pt")
 '''
 
 
