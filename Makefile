@@ -20,7 +20,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 TORCH_INDEX ?=
 TORCH_INDEX_OPT := $(if $(TORCH_INDEX), --extra-index-url $(TORCH_INDEX))
 
-.PHONY: lab test notebooks notebook figures bench grade
+.PHONY: lab test notebooks notebook figures bench grade export-course
 
 $(VENV)/installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; sys.exit(0 if v in "$(PYTHONS)".split() else "$(PYTHON) is Python %s; the course needs Python $(PYTHONS): run make with PYTHON=python3.12, for example" % v)'
@@ -60,3 +60,8 @@ bench: $(VENV)/installed
 grade: $(VENV)/installed $(VENV)/teacher-installed
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=path/to/class"; exit 2; }
 	$(PY) tools/grade.py "$(SUBMISSIONS)"
+
+# A complete nbgrader course for JupyterHub: make export-course COURSE=path (README, For teachers)
+export-course: $(VENV)/installed $(VENV)/teacher-installed
+	@test -n "$(COURSE)" || { echo "usage: make export-course COURSE=path/to/course"; exit 2; }
+	$(PY) tools/grade.py --export-source "$(COURSE)"
