@@ -917,8 +917,8 @@ if results is not None:
 # BatchNorm's moves with the batch-mates, by roughly $1/\sqrt{m}$ (the noise of a mean and variance estimated from
 # $m$ samples). Left: both models learn more per step with a bigger batch (less gradient noise), but BatchNorm
 # pays extra at small batches, where its statistics are noisy in training and differ from the calibrated ones at
-# evaluation; at batch size 1 it cannot train at all, while LayerNorm trains the same way at every size. At large
-# batches BatchNorm catches up, and here even does a little better: its noise is also a mild regulariser.
+# evaluation; at batch size 1 it cannot train at all, while LayerNorm trains the same way at every size. From a
+# batch of about 16 on, the two are level.
 
 
 # %% [markdown]
