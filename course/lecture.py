@@ -26,7 +26,7 @@ def init_params(vocab_size: int, n_embd: int, n_hidden: int, block_size: int, g:
     fan_in = n_embd * block_size
     C = torch.randn((vocab_size, n_embd), generator=g, dtype=dtype)
     W1 = torch.randn((fan_in, n_hidden), generator=g, dtype=dtype) * (5 / 3) / fan_in**0.5  # Kaiming, for tanh
-    b1 = torch.randn(n_hidden, generator=g, dtype=dtype) * 0.1  # kept, though BatchNorm follows: see 4.11
+    b1 = torch.randn(n_hidden, generator=g, dtype=dtype) * 0.1  # kept, as in the lecture: 4.11 asks what its gradient is
     W2 = torch.randn((n_hidden, vocab_size), generator=g, dtype=dtype) * 0.1
     b2 = torch.randn(vocab_size, generator=g, dtype=dtype) * 0.1
     g_bn = torch.Generator().manual_seed(g.initial_seed())

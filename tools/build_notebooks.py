@@ -277,10 +277,20 @@ def _slug(source: str) -> str:
     return re.sub(r"\W+", "_", m[1]) if m else "cell"
 
 
+def checked_count(source: str) -> int:
+    """How many gradients a check cell judges: its utils.cmp and utils.gradcheck calls, each output named in a
+    utils.check_step call ("dh dW2 db2": 3) and each labelled input of a utils.check_function call."""
+    count = len(re.findall(r"utils\.(?:cmp|gradcheck)\(", source))
+    count += sum(len(names.split()) for names in re.findall(r'utils\.check_step\("\w+", \w+, "([\w ]+)"', source))
+    for labels in re.findall(r"utils\.check_function\([^\[]*\[([^\]]*)\]", source):
+        count += len(re.findall(r'"[^"]*"', labels))
+    return count
+
+
 def add_nbgrader_metadata(nb) -> None:
     """Answer cells (a solution region), graded checks (tag `check`) and locked code cells, for nbgrader.
 
-    A check's points are the number of gradients it checks (its utils.cmp / utils.gradcheck calls), unless the
+    A check's points are the number of gradients it checks (checked_count), unless the
     source states them in the cell's header (`points=7`, for a check that calls cmp in a loop).
     grade_ids come from the source, so the exercise version and the grading source agree on them.
     """
@@ -291,7 +301,7 @@ def add_nbgrader_metadata(nb) -> None:
         tags = c.metadata.get("tags", [])
         points = c.metadata.pop("points", None)  # a source may state them: `# %% tags=["check"] points=7`
         if "check" in tags:
-            counted = max(1, len(re.findall(r"utils\.(?:cmp|gradcheck)\(", c.source)))
+            counted = max(1, checked_count(c.source))
             kind, meta = "check", dict(grade=True, solution=False, locked=True, points=int(points or counted))
         elif has_solution(c.source):
             kind, meta = "answer", dict(grade=False, solution=True, locked=False)
