@@ -632,12 +632,10 @@ truth = fw.logit_maxes.grad                       # autograd's dlogit_maxes, (n,
 scale = fw.logits.grad.abs().max()                # the size of a gradient that matters here
 actual = ("zero" if truth.abs().max() < 1e-4 * scale   # zero up to float32 rounding
           else "positive" if truth.sum() > 0 else "negative")
-if predicted_dlogit_maxes is ...:
-    print("no prediction yet: set predicted_dlogit_maxes above, then run this cell again")
-else:
-    verdict = "right" if str(predicted_dlogit_maxes).strip().strip('"').lower() == actual else "wrong"
-    print(f"you predicted {predicted_dlogit_maxes!r}: {verdict}. dlogit_maxes is {actual}: its largest entry is "
-          f"{truth.abs().max().item():.0e} in size, against {scale.item():.0e} for dlogits")
+verdict = utils.reveal("predicted_dlogit_maxes", actual)
+print(verdict if verdict.startswith("no prediction") else
+      f"{verdict}. dlogit_maxes is {actual}: its largest entry is {truth.abs().max().item():.0e} in size, "
+      f"against {scale.item():.0e} for dlogits")
 
 
 # %% [markdown]
@@ -991,13 +989,10 @@ utils.cmp("b1", db1_test, b1_test, n=n)
 truth = b1.grad                                     # autograd's db1, (n_hidden,)
 scale = fw.hprebn.grad.abs().max()                  # the size of a gradient that matters here
 actual = int((truth.abs() > 1e-4 * scale).sum())    # entries beyond float32 rounding
-if predicted_db1_nonzero is ...:
-    print("no prediction yet: set predicted_db1_nonzero above, then run this cell again")
-else:
-    right = isinstance(predicted_db1_nonzero, (int, float)) and predicted_db1_nonzero == actual
-    print(f"you predicted {predicted_db1_nonzero!r}: {'right' if right else 'wrong'}. {actual} of {truth.numel()} "
-          f"entries of db1 are nonzero: the largest is {truth.abs().max().item():.0e} in size, "
-          f"against {scale.item():.0e} for dhprebn")
+verdict = utils.reveal("predicted_db1_nonzero", actual)
+print(verdict if verdict.startswith("no prediction") else
+      f"{verdict}. {actual} of {truth.numel()} entries of db1 are nonzero: the largest is "
+      f"{truth.abs().max().item():.0e} in size, against {scale.item():.0e} for dhprebn")
 
 
 # %% [markdown]

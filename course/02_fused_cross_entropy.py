@@ -185,23 +185,12 @@ dlogits = utils.check_step("cross_entropy_backward", fw, "dlogits")
 
 
 # %%
-def judge(prediction, truth, tol=1e-3):
-    """Say whether a prediction (a number) is the truth, within tol."""
-    try:
-        right = abs(float(prediction) - truth) <= tol
-    except (TypeError, ValueError):
-        print("no prediction yet: write a number in the prediction cell of section 2, run it, then this one"
-              if prediction is ... else f"write your prediction as a number, not a {type(prediction).__name__}")
-        return
-    print(f"{'right' if right else 'not quite'}: you predicted {float(prediction):.4f}, the truth is {truth:.4f}")
-
-
 negatives = (logits.grad < 0).sum(1)  # autograd's dlogits: negative entries in each row, (n,)
 print(f"negative entries per row: between {negatives.min().item()} and {negatives.max().item()}")
-judge(predicted_negatives_per_row, negatives.float().mean().item())
+print(utils.reveal("predicted_negatives_per_row", negatives.float().mean().item(), tolerance=1e-3))
 row_sums = logits.grad.sum(1)  # autograd's dlogits summed over each row, (n,)
 print(f"the row sums of dlogits lie between {row_sums.min():.1e} and {row_sums.max():.1e}")
-judge(predicted_row_sum, 0.0)
+print(utils.reveal("predicted_row_sum", 0.0, tolerance=1e-3))
 
 
 # %% [markdown]

@@ -171,10 +171,13 @@ def train_eval_ratio(m):
     return (out_train.norm(dim=0) / out_eval.norm(dim=0)).median().item()
 
 
+predicted = globals().get("predicted_ratio", ...)  # still `...` if its cell did not run
+
+
 def guess(m):
     """The learner's prediction at batch size m, or None if it cannot be read as a number."""
     try:
-        return float(predicted_ratio(m) if callable(predicted_ratio) else predicted_ratio)
+        return float(predicted(m) if callable(predicted) else predicted)
     except Exception:
         return None
 
@@ -182,9 +185,9 @@ def guess(m):
 sizes = [2, 4, 8, 16, batch_size, 256, 4096]
 measured = {m: train_eval_ratio(m) for m in sizes}
 for m in sizes:
-    shown = "-" if predicted_ratio is ... or guess(m) is None else f"{guess(m):.4f}"
+    shown = "-" if predicted is ... or guess(m) is None else f"{guess(m):.4f}"
     print(f"batch size {m:5d}: train/eval ratio {measured[m]:.4f}   your prediction {shown}")
-if predicted_ratio is ...:
+if predicted is ...:
     print("no prediction yet: fill in predicted_ratio above")
 else:
     right = all(guess(m) is not None and abs(guess(m) - measured[m]) < 5e-3 * measured[m] for m in sizes)
@@ -788,7 +791,7 @@ ln_one = LayerNorm.apply(one, torch.ones(n_hidden), torch.zeros(n_hidden))
 ln_batch = LayerNorm.apply(fw.hprebn.detach(), torch.ones(n_hidden), torch.zeros(n_hidden))
 print("LayerNorm on the same example alone gives what it gives inside the whole batch:",
       torch.equal(ln_one[0], ln_batch[0]))
-print(utils.judge(predicted_batch_of_one, actual))
+print(utils.reveal("predicted_batch_of_one", actual))
 
 
 # %% [markdown]

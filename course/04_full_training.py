@@ -42,21 +42,6 @@ from tqdm.auto import tqdm  # a progress bar that works in Jupyter, in Colab and
 torch.set_num_threads(1)  # the matrices here are tiny: one thread is as fast as several, and timings steadier
 
 
-# %%
-def judge(prediction, truth, tolerance=0.0):
-    # What a reveal cell prints about a prediction: not made yet (still `...`), or right or wrong.
-    # A yes/no question has a bool for its truth; a number counts as right within the tolerance.
-    if prediction is ...:
-        return "no prediction yet: fill in the prediction cell above and run it, then run this cell again."
-    if isinstance(truth, bool) != isinstance(prediction, bool):
-        return f"your prediction {prediction!r} is not {'True or False' if isinstance(truth, bool) else 'a number'}."
-    try:
-        right = abs(float(prediction) - float(truth)) <= tolerance
-    except (TypeError, ValueError):
-        return f"your prediction {prediction!r} is not a number."
-    return f"your prediction {prediction!r}: {'right' if right else 'wrong'}."
-
-
 # %% [markdown]
 # ## Sizes
 #
@@ -303,7 +288,7 @@ learns = {(False, False): "neither", (True, False): "incoming", (False, True): "
 truth = learns[(incoming > 1e-3, outgoing > 1e-3)]
 print(f"saturated neuron: its incoming gradient is {incoming:.0e} of dW1's largest, its outgoing one "
       f"{outgoing:.1f} of dW2's largest, equal to db2: {torch.allclose(W2_s.grad[0], b2_s.grad, atol=1e-6)}")
-print(utils.judge(predicted_saturated_learns, truth))
+print(utils.reveal("predicted_saturated_learns", truth))
 
 
 # %% [markdown]
@@ -613,7 +598,7 @@ if autograd_lossi is None:
 else:
     bit_identical = manual_lossi == autograd_lossi  # every step's loss, as the same Python float
     print(f"bit-identical at every step: {bit_identical} (largest difference of log10 loss: {step_gap:.0e})")
-    print(judge(predicted_bit_identical, bit_identical))
+    print(utils.reveal("predicted_bit_identical", bit_identical))
 
 
 # %% [markdown]
@@ -694,7 +679,7 @@ if manual_lossi is None:
     print("Nothing to reveal yet: nothing trained.")
 else:
     print(f"the gap, val minus train: {val_loss - train_loss:.3f} (a prediction within 0.03 of it counts as right)")
-    print(judge(predicted_val_minus_train, val_loss - train_loss, tolerance=0.03))
+    print(utils.reveal("predicted_val_minus_train", val_loss - train_loss, tolerance=0.03))
 
 
 # %% [markdown]
