@@ -257,7 +257,7 @@ gr = torch.Generator().manual_seed(2)
 with torch.no_grad():
     bn_batches = [forward(C, W1, b1, W2, b2, bngain, bnbias, Xtr[i], Ytr[i]).hprebn    # 4 batches, (n, n_hidden)
                   for i in torch.randint(0, Xtr.shape[0], (4, batch_size), generator=gr)]
-running_check = compare_with_batchnorm1d(batchnorm_layer, bn_batches, bngain.detach().view(-1),
+running_check = compare_with_batchnorm1d("batchnorm_layer", bn_batches, bngain.detach().view(-1),
                                          bnbias.detach().view(-1), momentum=0.1)
 print("your batchnorm_layer is torch.nn.BatchNorm1d in both modes:", running_check)
 

@@ -431,7 +431,7 @@ with torch.no_grad():
         names = {}
         train_forward(*get_batch(g_bn), params_bn, names)
         bn_batches.append(names["hprebn"])
-running_ready = compare_with_batchnorm1d(batchnorm_layer, bn_batches, params_bn[5].view(-1), params_bn[6].view(-1),
+running_ready = compare_with_batchnorm1d("batchnorm_layer", bn_batches, params_bn[5].view(-1), params_bn[6].view(-1),
                                          momentum=bn_momentum)
 print("running statistics will be kept during training:", running_ready)
 

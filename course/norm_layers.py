@@ -13,7 +13,13 @@ import torch
 
 def compare_with_batchnorm1d(layer, batches, gain, bias, momentum=0.1, eps=1e-5):
     """Your `layer` beside torch.nn.BatchNorm1d: training mode on every batch but the last, evaluation mode on the
-    last. Prints one verdict per step; returns True when every output and running statistic matches."""
+    last. Prints one verdict per step; returns True when every output and running statistic matches. `layer` may
+    be given by its name in the notebook, so a cell that failed to define it costs this check only."""
+    if isinstance(layer, str):
+        name, layer = layer, globals().get(layer)
+        if layer is None:
+            print(f"{name} is not defined: its cell has not run, or stopped with an error before defining it")
+            return False
     D = gain.shape[0]
     bn = torch.nn.BatchNorm1d(D, eps=eps, momentum=momentum)  # running_mean starts at 0, running_var at 1
     with torch.no_grad():

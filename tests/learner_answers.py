@@ -307,3 +307,16 @@ def backward(Xb, Yb, parameters, cache):
             dC[ix] += demb[k,j]
     return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]
 """
+
+# Notebook 03's BatchNorm with running statistics, as a learner writes it; the slip keeps the biased variance.
+RUNNING = """
+def batchnorm_layer(x, gain, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    if training:
+        xmean = x.mean(0)
+        xvar = x.var(0, unbiased=False)
+        running_mean = (1 - momentum) * running_mean + momentum * xmean
+        running_var = (1 - momentum) * running_var + momentum * x.var(0, unbiased=True)
+    else:
+        xmean, xvar = running_mean, running_var
+    return gain * (x - xmean) / torch.sqrt(xvar + eps) + bias, running_mean, running_var
+"""

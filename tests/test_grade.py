@@ -364,3 +364,11 @@ def test_unreadable_and_stripped_notebooks_are_reported_by_name(graded):
     assert rows["hal_invalid"]["status"] == "not graded: unreadable notebook"
     assert f"gus_metadata_lost/{NAME}: not graded: cell metadata lost" in out
     assert "not graded" in feedback(graded, "hal_invalid")
+
+
+def test_batchnorm_layer_is_rechecked_in_both_modes(tmp_path):
+    assert not any(run_rechecks("03_fused_batchnorm", {"batchnorm_layer": la.RUNNING}, tmp_path,
+                                only="batchnorm1d").values())
+    biased = la.RUNNING.replace("momentum * x.var(0, unbiased=True)", "momentum * xvar")
+    failures = run_rechecks("03_fused_batchnorm", {"batchnorm_layer": biased}, tmp_path, only="batchnorm1d")
+    assert [line for f in failures.values() for line in f if "running_var (training mode)" in line], failures

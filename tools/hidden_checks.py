@@ -270,8 +270,36 @@ def _backward_trials(T, ctx, name, wanted):
     """Notebook 04: the whole backward(Xb, Yb, parameters, cache) on a fresh model and batch, every gradient."""
     fw = fresh_forward(T, ctx.seed, ctx.sizes)
     f = vars(fw)
-    return [_call_trial(T, fw, name, [f["Xb"], f["Yb"], [f[p] for p in PARAMETERS], [f[c] for c in CACHE]],
-                        [f"d{p}" for p in PARAMETERS], [(f[p], f[p].grad) for p in PARAMETERS])]
+    trial, ref = _call_trial(T, fw, name, [f["Xb"], f["Yb"], [f[p] for p in PARAMETERS], [f[c] for c in CACHE]],
+                             [f"d{p}" for p in PARAMETERS], [(f[p], f[p].grad) for p in PARAMETERS])
+    trial["names"]["bnmean"] = trial["names"]["bnmeani"]  # notebook 04's train_forward calls the mean bnmean
+    return [(trial, ref)]
+
+
+def _batchnorm_layer_trials(T, ctx, name, wanted):
+    """Notebook 03: batchnorm_layer against torch.nn.BatchNorm1d, a fresh batch in training mode (output and both
+    running statistics), then evaluation mode on running statistics of its own (momentum 0.3)."""
+    torch = T.torch
+    fw = fresh_forward(T, ctx.seed, ctx.sizes)
+    g = torch.Generator().manual_seed(ctx.seed + 6)
+    x = fw.hprebn.detach().clone()
+    D = x.shape[1]
+    gain = 1 + 0.1 * torch.randn(D, generator=g, dtype=torch.float64)
+    bias = 0.1 * torch.randn(D, generator=g, dtype=torch.float64)
+    trials = []
+    for training, mean, var in [(True, torch.zeros(D, dtype=torch.float64), torch.ones(D, dtype=torch.float64)),
+                                (False, torch.randn(D, generator=g, dtype=torch.float64),
+                                 0.5 + torch.rand(D, generator=g, dtype=torch.float64))]:
+        bn = torch.nn.BatchNorm1d(D, eps=1e-5, momentum=0.3).double().train(training)
+        with torch.no_grad():
+            bn.weight.copy_(gain), bn.bias.copy_(bias), bn.running_mean.copy_(mean), bn.running_var.copy_(var)
+            out = bn(x)
+        expected = [out, bn.running_mean.clone(), bn.running_var.clone()]  # what the layer must return, as values
+        where = " (training mode)" if training else " (evaluation mode)"
+        trials.append(_call_trial(T, fw, name, [x, gain, bias, mean, var, training, 0.3, 1e-5],
+                                  ["out", "running_mean", "running_var"],
+                                  [(e, e) for e in expected], where, n=x.shape[0]))
+    return trials
 
 
 # notebook -> {the learner's function or class, by name -> its trials}
@@ -279,7 +307,8 @@ RECHECKS: dict[str, dict[str, Callable]] = {
     "01_atomic_backprop": {name: _step_trials for name in LECTURE_STEPS},
     "02_fused_cross_entropy": {"cross_entropy_backward": _cross_entropy_backward_trials,
                                "CrossEntropy": _CrossEntropy_trials},
-    "03_fused_batchnorm": {"batchnorm_stats_backward": _step_trials, "batchnorm_backward": _step_trials,
+    "03_fused_batchnorm": {"batchnorm_layer": _batchnorm_layer_trials,
+                           "batchnorm_stats_backward": _step_trials, "batchnorm_backward": _step_trials,
                            "BatchNorm": _BatchNorm_trials, "layernorm_backward": _layernorm_backward_trials,
                            "LayerNorm": _LayerNorm_trials},
     "04_full_training": {"backward": _backward_trials},
