@@ -1182,8 +1182,9 @@ your_steps = [step for step in OUTPUTS if step != "backward_embedding_loop"]   #
 
 
 # %%
-names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
-params64 = {name: p.detach().double().requires_grad_() for name, p in zip(names, parameters)}   # the model, float64
+# include: facts.PARAMETERS
+
+params64 = {name: p.detach().double().requires_grad_() for name, p in zip(PARAMETERS, parameters)}   # the model, float64
 fw64 = forward(**params64, Xb=Xb, Yb=Yb)
 for t in vars(fw64).values():
     if torch.is_tensor(t) and t.grad_fn is not None:

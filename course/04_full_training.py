@@ -86,7 +86,9 @@ print(f"train {tuple(Xtr.shape)}, val {tuple(Xdev.shape)}, test {tuple(Xte.shape
 
 
 # %%
-param_names = ["C", "W1", "b1", "W2", "b2", "bngain", "bnbias"]
+# include: facts.PARAMETERS
+
+param_names = PARAMETERS
 
 
 def make_model():

@@ -268,7 +268,7 @@ def adversaries(folder: Path) -> dict[str, nbformat.NotebookNode]:
     }
 
 
-CLASS_LIMITS = ["--cell-timeout", "20", "--memory", "1536", "--processes", "64"]
+CLASS_LIMITS = ["--cell-timeout", "12", "--memory", "1536", "--processes", "64"]
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ def test_honest_learners_get_what_they_earned(graded):
 def test_one_endless_loop_or_syntax_error_costs_that_step_only(graded):
     rows, points, full = graded["rows"], graded["points"], graded["full"]
     assert rows["eve_endless_loop"]["score"] == f"{full - points['check_backward_probs']:g}"
-    assert "time limit (20 s) in answer_backward_probs" in rows["eve_endless_loop"]["details"]
+    assert "time limit (12 s) in answer_backward_probs" in rows["eve_endless_loop"]["details"]
     assert rows["fay_syntax_error"]["score"] == f"{full - points['check_backward_tanh']:g}"
     assert rows["fay_syntax_error"]["failed_checks"] == "check_backward_tanh"
 

@@ -59,6 +59,9 @@ def test_nbgrader_round_trip_with_a_local_exchange(tmp_path):
                 if grade.nbgrader_meta(c).get("solution"):
                     c.source = answers[c.metadata["nbgrader"]["grade_id"]]
             nbformat.write(mine, home / NAME / f"{NAME}.ipynb")
+        if s == "bob":  # a learner's validate on an untouched notebook: not a success
+            said = ng("validate", str(home / NAME / f"{NAME}.ipynb"), cwd=home)
+            assert "Success" not in said and "failed" in said.lower(), said[-2000:]
         ng("submit", NAME, "--course", grade.COURSE_ID, f"--Exchange.root={exchange}", f"--student={s}", cwd=home)
     ng("collect", NAME)
     log = ng("autograde", NAME, "--force")

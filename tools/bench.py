@@ -29,12 +29,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "course")]
+import facts  # noqa: E402
 import speed  # noqa: E402
 import utils  # noqa: E402
 
 SEED = 2147483647
 THREADS = 1  # one thread for every variant: at this size a second thread only adds noise
-SIZES = (utils.vocab_size, 10, 200, 3, 32)  # vocab_size, n_embd, n_hidden, block_size, batch_size (notebook 04)
+_S = facts.sizes("04_full_training")
+SIZES = (utils.vocab_size, _S["n_embd"], _S["n_hidden"], _S["block_size"], _S["batch_size"])  # notebook 04's sizes
 MANUAL, READABLE, AUTOGRAD = "manual, fastest", "manual, readable", "autograd, tuned"
 TARGET = 0.50  # the fastest manual step must take at most half the tuned autograd step's time
 # the scaling table: batch sizes x hidden sizes, the other sizes as in notebook 04

@@ -49,7 +49,7 @@ LEARNER_FILES = {"utils.py": ROOT / "utils.py", "names.txt": ROOT / "names.txt"}
 GRADER_FILES = {**LEARNER_FILES, "lecture.py": ROOT / "course" / "lecture.py", "facts.py": ROOT / "course" / "facts.py",
                 **{f: ROOT / "tools" / f for f in ("hidden_checks.py", "box.py", "boxed_autograde.py")}}
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")  # nbgrader reads a student id as a file glob
-DEFAULTS = dict(seed=1_000_003, train_steps=2_000, cell_timeout=60, timeout=900, memory_mb=box.LIMITS["memory_mb"],
+DEFAULTS = dict(seed=1_000_003, train_steps=bn.SHORT_RUN, cell_timeout=60, timeout=900, memory_mb=box.LIMITS["memory_mb"],
                 processes=box.LIMITS["processes"])
 # nbgrader runs `alembic` (installed beside it) and jupyter's kernel by name: this interpreter's bin/ comes first
 os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -75,11 +75,8 @@ def grading_notebook(name: str, train_steps: int = DEFAULTS["train_steps"]):
     """
     nb = bn.grading_source(name)
     _, unguarded = boxed_autograde.checks_of(name, nb)
-    for c in nb.cells:
-        if "train_steps" in tags(c):
-            c.source, count = re.subn(r"^max_steps\s*=\s*[\d_]+", f"max_steps = {train_steps:_}", c.source, flags=re.M)
-            if count != 1:
-                raise ValueError(f"{name}: the train_steps cell must set max_steps once, found {count}")
+    if any("train_steps" in tags(c) for c in nb.cells):
+        bn.shorten_training(nb, train_steps)
     if unguarded:
         raise ValueError(f"{name}: no hidden re-check in tools/hidden_checks.py for the check cells "
                          f"{', '.join(unguarded)}; grading them would give their points to any answer")
