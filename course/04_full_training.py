@@ -402,19 +402,7 @@ print(utils.reveal("predicted_saturated_learns", truth))
 
 
 # %%
-def batchnorm_layer(x, gain, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
-    # x (n, D); gain, bias, running_mean, running_var (D,) -> out (n, D), running_mean (D,), running_var (D,)
-    # BEGIN SOLUTION
-    if training:
-        mean, var = x.mean(0), x.var(0, correction=0)  # (D,): normalise a batch with its biased variance
-        running_mean = (1 - momentum) * running_mean + momentum * mean
-        running_var = (1 - momentum) * running_var + momentum * x.var(0, correction=1)  # keep the unbiased one
-    else:
-        mean, var = running_mean, running_var          # (D,): evaluation mode reads the running statistics
-    out = gain * (x - mean) / torch.sqrt(var + eps) + bias  # (n, D)
-    #@ out = ...  # TODO: paste your batchnorm_layer from notebook 03
-    # END SOLUTION
-    return out, running_mean, running_var
+# include: norm_layers.batchnorm_layer
 
 
 # %% [markdown]

@@ -1,7 +1,8 @@
 """BatchNorm with running statistics, judged against torch.nn.BatchNorm1d (notebooks 03 and 04).
 
 A learner writes `batchnorm_layer(x, gain, bias, running_mean, running_var, training, momentum, eps)` returning
-(out, running_mean, running_var); `compare_with_batchnorm1d` runs it beside PyTorch's layer, one batch at a time,
+(out, running_mean, running_var) (its solution is below, between the markers, shown in notebooks 03 and 04 as the
+cell to fill); `compare_with_batchnorm1d` runs it beside PyTorch's layer, one batch at a time,
 each step judged alone (fed PyTorch's running statistics of the step before), and says in one line per step
 what differs and, for the usual slips (which variance, which way the momentum goes), why. The notebooks show
 this code through `# include: norm_layers.compare_with_batchnorm1d`.
@@ -9,6 +10,21 @@ this code through `# include: norm_layers.compare_with_batchnorm1d`.
 from __future__ import annotations
 
 import torch
+
+
+def batchnorm_layer(x, gain, bias, running_mean, running_var, training, momentum=0.1, eps=1e-5):
+    # x (n, D); gain, bias, running_mean, running_var (D,) -> out (n, D), running_mean (D,), running_var (D,)
+    # BEGIN SOLUTION
+    if training:
+        mean, var = x.mean(0), x.var(0, correction=0)  # (D,): normalise a batch with its biased variance
+        running_mean = (1 - momentum) * running_mean + momentum * mean
+        running_var = (1 - momentum) * running_var + momentum * x.var(0, correction=1)  # keep the unbiased one
+    else:
+        mean, var = running_mean, running_var          # (D,): evaluation mode reads the running statistics
+    out = gain * (x - mean) / torch.sqrt(var + eps) + bias  # (n, D)
+    #@ out = ...  # TODO: (n, D), and in training mode the new running_mean and running_var, each (D,)
+    # END SOLUTION
+    return out, running_mean, running_var
 
 
 def compare_with_batchnorm1d(layer, batches, gain, bias, momentum=0.1, eps=1e-5):
