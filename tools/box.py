@@ -275,6 +275,7 @@ def _build_root(spec: dict) -> Path:
             (root / path.lstrip("/")).symlink_to(os.readlink(path))
         elif os.path.isdir(path):
             _bind(path, root / path.lstrip("/"))
+    _tmpfs(root / "tmp", limits["tmp_mb"], 0o1777)  # before the prefixes: a venv may live under /tmp (a CI clone)
     for prefix in spec["prefixes"]:  # this Python and its venv, at their own paths
         if not any(prefix == s or prefix.startswith(s + "/") for s in SYSTEM):
             _bind(prefix, root / prefix.lstrip("/"))
@@ -284,7 +285,6 @@ def _build_root(spec: dict) -> Path:
     _tmpfs(root / "dev" / "shm", 64, 0o1777)
     (root / "proc").mkdir()
     _libc_mount("proc", str(root / "proc"), "proc", MS_NOSUID | MS_NODEV)
-    _tmpfs(root / "tmp", limits["tmp_mb"], 0o1777)
     _bind(spec["stage"], root / "box")
     _tmpfs(root / "box" / "out", limits["out_mb"], 0o755, spec["uid"])
     return root
