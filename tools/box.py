@@ -63,6 +63,9 @@ def _box_audit():
     import json, os
     fd = os.dup(2)
     writable = ("/box/out/", "/tmp/", "/dev/shm/", "/dev/null", "/proc/self/")
+    # a venv under /tmp (a clone there) is a host folder seen through the box's /tmp: writing there is reaching out
+    protected = tuple({"/tmp/" + p[5:].split("/")[0] + "/" for p in (_sys.prefix, _sys.base_prefix, _sys.exec_prefix)
+                       if p.startswith("/tmp/")})
     seen = set()
     def report(kind, what):
         key = (kind, what)
@@ -80,7 +83,9 @@ def _box_audit():
                 full = os.path.normpath(os.path.join(os.getcwd(), path))
                 writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                     isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC))
-                if writing and not (full + "/").startswith(writable) and not full.startswith(writable):
+                inside = ((full + "/").startswith(writable) or full.startswith(writable)) and not (
+                    protected and (full + "/").startswith(protected))
+                if writing and not inside:
                     report("write", full)
                 elif any(s in os.path.basename(full) for s in ("lecture", "hidden_checks", "grade.py", "gradebook")):
                     report("read", full)
