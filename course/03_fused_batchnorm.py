@@ -795,8 +795,11 @@ print(utils.reveal("predicted_batch_of_one", actual))
 #   sets of batch-mates: how much does its output move? (The forward passes only, on the model's `hprebn`.)
 
 
-# %%
+# %% tags=["train_steps"]
 # NBVAL_IGNORE_OUTPUT
+experiment_steps = 200  # training steps at each batch size (about a minute in all; fewer for a quick look)
+
+
 def norm_works(Function, reference, gain_shape):
     """Does Function's backward give autograd's gradients of `reference` on a small float64 input? Never raises."""
     gw = torch.Generator().manual_seed(4)
@@ -868,7 +871,7 @@ else:
             if name == "BatchNorm" and m == 1:                   # 0 / 0: nothing to train or to measure
                 results[name][m] = (math.nan, math.nan)
                 continue
-            results[name][m] = (train_with(Function, m), batchmate_change(Function, m))
+            results[name][m] = (train_with(Function, m, steps=experiment_steps), batchmate_change(Function, m))
     print(f"batch size | val loss: BatchNorm  LayerNorm | batch-mates move the output: BatchNorm  LayerNorm")
     for m in batch_sizes:
         (bl, bc), (ll, lc) = results["BatchNorm"][m], results["LayerNorm"][m]

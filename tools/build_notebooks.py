@@ -255,9 +255,12 @@ def sizes(nb) -> dict[str, int]:
 
 
 def shorten_training(nb, steps: int = SHORT_RUN):
-    """Set `max_steps = steps` in the notebook's `train_steps` cell (it has one, or this is an error)."""
+    """Shorten the run in the notebook's `train_steps` cell (it has one, or this is an error): 04's training to
+    `max_steps = steps`, 03's batch-size experiment to `experiment_steps = steps // 100` at each batch size."""
     cells = [c for c in nb.cells if "train_steps" in c.metadata.get("tags", [])]
-    counts = [re.subn(r"^max_steps\s*=\s*[\d_]+", f"max_steps = {steps:_}", c.source, flags=re.M) for c in cells]
+    short = {"max_steps": steps, "experiment_steps": max(1, steps // 100)}
+    counts = [re.subn(r"^(max_steps|experiment_steps)\s*=\s*[\d_]+", lambda m: f"{m[1]} = {short[m[1]]:_}",
+                      c.source, flags=re.M) for c in cells]
     if [n for _, n in counts] != [1]:
         raise ValueError("a notebook to shorten needs one cell tagged train_steps that sets max_steps once")
     cells[0].source = counts[0][0]  # in place: nbval's items hold this very cell
