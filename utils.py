@@ -979,10 +979,11 @@ def rel_error(a: float | torch.Tensor, b: float | torch.Tensor, norm: bool = Fal
 GRADCHECK = dict(eps=1e-6, atol=1e-5, rtol=1e-3)  # central differences in float64: 1e-6 steps are accurate to ~1e-9
 
 
-def gradcheck(fn: Callable[..., Any] | str, inputs: Any, name: str = "your backward") -> bool:
+def gradcheck(fn: Callable[..., Any] | str, inputs: Any, name: str = "your backward", names: Any = None) -> bool:
     """Check `fn`'s backward (e.g. a torch.autograd.Function's apply) against finite differences; say so plainly.
 
-    `inputs`: a tuple of float64 tensors with requires_grad=True (and any others fn takes). torch.autograd.gradcheck
+    `inputs`: a tuple of float64 tensors with requires_grad=True (and any others fn takes); `names`: what a step
+    inside may read by name in this run (e.g. {"n": 8}), as in check_step. torch.autograd.gradcheck
     gives the verdict; a failure is explained from the two Jacobians (which input, which entry, how far). Prints
     one line and returns True when it passes; never lets a traceback out.
     """
@@ -991,7 +992,10 @@ def gradcheck(fn: Callable[..., Any] | str, inputs: Any, name: str = "your backw
         if found is None:
             _say(f"gradcheck could not check {name}: {_not_defined(fn).message}")
             return False
-        fn = found.apply if isinstance(found, type) else found
+        fn = found
+    if names is not None:
+        fn = in_scope(fn, forward_names(names))
+    fn = fn.apply if isinstance(fn, type) else fn
     inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     for i, x in enumerate(inputs):
         if isinstance(x, torch.Tensor) and x.requires_grad and x.dtype != torch.float64:

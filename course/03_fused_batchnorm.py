@@ -552,7 +552,7 @@ g64 = torch.Generator().manual_seed(0)
 x8 = torch.randn(8, 5, generator=g64, dtype=torch.float64, requires_grad=True)
 gain8 = (1 + 0.1 * torch.randn(1, 5, generator=g64, dtype=torch.float64)).requires_grad_(True)
 bias8 = (0.1 * torch.randn(1, 5, generator=g64, dtype=torch.float64)).requires_grad_(True)
-bn_gradcheck = utils.gradcheck("BatchNorm", (x8, gain8, bias8), name="BatchNorm.backward")
+bn_gradcheck = utils.gradcheck("BatchNorm", (x8, gain8, bias8), name="BatchNorm.backward", names={"n": 8})
 
 
 # %% [markdown]

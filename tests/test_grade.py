@@ -372,3 +372,12 @@ def test_batchnorm_layer_is_rechecked_in_both_modes(tmp_path):
     biased = la.RUNNING.replace("momentum * x.var(0, unbiased=True)", "momentum * xvar")
     failures = run_rechecks("03_fused_batchnorm", {"batchnorm_layer": biased}, tmp_path, only="batchnorm1d")
     assert [line for f in failures.values() for line in f if "running_var (training mode)" in line], failures
+
+
+def test_fused_formulas_reading_forward_tensors_pass_their_rechecks(tmp_path):
+    """The fused formulas as people write them, reading forward tensors they were not handed (probs, bndiff,
+    bnvar), are right in the re-check too, where those names are the fresh run's."""
+    for notebook, step, answer in [("02_fused_cross_entropy", "cross_entropy_backward", "cross_entropy_backward from probs"),
+                                   ("03_fused_batchnorm", "batchnorm_backward", "batchnorm_backward from bndiff")]:
+        failures = run_rechecks(notebook, {step: la.FUSED[answer]}, tmp_path, only=step)
+        assert failures and not any(failures.values()), failures

@@ -179,7 +179,12 @@ def _cross_entropy_backward_trials(T, ctx, name, wanted):
                                torch.randint(0, vocab, (7,), generator=g))]:
         x = logits.clone().requires_grad_(True)
         F.cross_entropy(x, Yb).backward()
-        trials.append(_call_trial(T, fw, name, [logits, Yb], ["dlogits"], [(x, x.grad)], where, n=len(Yb)))
+        trial, ref = _call_trial(T, fw, name, [logits, Yb], ["dlogits"], [(x, x.grad)], where, n=len(Yb))
+        if where:  # rows of their own: a formula reading probs (or n) must read these rows', not the batch's
+            counts = (logits - logits.max(1, keepdim=True).values).exp()
+            probs = counts / counts.sum(1, keepdim=True)
+            trial["names"] = dict(logits=logits, Yb=Yb, n=len(Yb), counts=counts, probs=probs, logprobs=probs.log())
+        trials.append((trial, ref))
     return trials
 
 
