@@ -521,22 +521,12 @@ def test_a_gradient_changed_in_place_after_its_check_is_named(capsys, m):
 
 
 def test_a_function_is_judged_on_what_its_backward_returns(capsys):
-    class Scale(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, w):
-            ctx.save_for_backward(x, w)
-            return x * w
-
-        @staticmethod
-        def backward(ctx, dy):
-            x, w = ctx.saved_tensors
-            return dy * w, dy * x  # dw (n, D) for w (1, D): autograd would sum it
-
+    # Mul with a (1, D) y: its backward returns grad * x, (n, D), for y; autograd would sum it down
     x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(1, 3, dtype=torch.float64, requires_grad=True)
     (x * w).backward(torch.ones(4, 3, dtype=torch.float64))
-    checks = utils.check_function(Scale, (x, w), torch.ones(4, 3, dtype=torch.float64), ["x", "w"])
+    checks = utils.check_function(Mul, (x, w), torch.ones(4, 3, dtype=torch.float64), ["x", "w"])
     out = " ".join(capsys.readouterr().out.split())
     assert [bool(c) for c in checks] == [True, False]
     assert checks[1].rule == "broadcast_not_summed" and "yours would be right" in out
-    assert utils.gradcheck(Scale.apply, (x, w))  # while gradcheck, through autograd, passes it
+    assert utils.gradcheck(Mul.apply, (x, w))  # while gradcheck, through autograd, passes it
