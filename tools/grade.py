@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -230,10 +229,10 @@ def find_submissions(folder: Path, names: list[str]) -> tuple[list[Job], list[st
 _worker: dict = {}
 
 
-def _start_worker(base: Path, work: Path, options: dict, slots) -> None:
+def _start_worker(base: Path, work: Path, options: dict, slots, names: list[str]) -> None:
     """A grading process (concurrent.futures): its own copy of the course (SQLite gradebooks are not shared between
     writers), its own box slot (so its own uid), one NbGraderAPI for all its notebooks (nbgrader's imports take
-    seconds)."""
+    seconds), which generates the assignments `names` into its own gradebook first."""
     from nbgrader.apps import NbGraderAPI
     from traitlets.config import Config
 
@@ -252,7 +251,14 @@ def _start_worker(base: Path, work: Path, options: dict, slots) -> None:
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
     sys.stdout = sys.stderr = log
-    _worker.update(api=NbGraderAPI(config=config), course=course)
+    api = NbGraderAPI(config=config)
+    failed = {}
+    for name in names:
+        result = api.generate_assignment(name, force=True, create=True)
+        if not result["success"]:
+            lines = [l for l in str(result.get("error") or result.get("log") or "").splitlines() if l.strip()]
+            failed[name] = lines[-1] if lines else "nbgrader generate_assignment failed"
+    _worker.update(api=api, course=course, failed=failed)
 
 
 def _grade_one(name: str, student: str, notebook: str) -> dict:
@@ -260,6 +266,8 @@ def _grade_one(name: str, student: str, notebook: str) -> dict:
     from nbgrader.api import Gradebook, MissingEntry
 
     api, course = _worker["api"], _worker["course"]
+    if name in _worker["failed"]:
+        return {"status": "not graded: nbgrader generate_assignment failed", "details": _worker["failed"][name]}
     target = course / "submitted" / student / name
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
@@ -283,14 +291,6 @@ def _grade_one(name: str, student: str, notebook: str) -> dict:
     html_file = course / "feedback" / student / name / f"{name}.html"
     out["feedback"] = html_file.read_text() if html_file.exists() else ""
     return out
-
-
-def generate_assignments(course: Path, names: list[str]) -> None:
-    for name in names:
-        proc = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", name, "--force",
-                               "--create", "--log-level=ERROR"], cwd=course, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"nbgrader generate_assignment {name} failed:\n{proc.stdout}{proc.stderr}")
 
 
 def not_graded_html(job: Job) -> str:
@@ -344,14 +344,14 @@ def grade(submissions: Path, jobs_n: int = 2, cell_timeout: int = DEFAULTS["cell
             say(f"{job.learner}/{job.name}: {job.result['status']}")
     if not jobs:
         say(f"no submissions found: expected {submissions}/<learner>/<notebook>.ipynb")
-    generate_assignments(base, sorted({j.name for j in todo}))
     workers = min(max(1, jobs_n), len(todo)) or 1
     slots = multiprocessing.Manager().Queue() if todo else None
     for i in range(workers):
         slots and slots.put(i)
     start, done = time.time(), 0
+    initargs = (base, work, options, slots, sorted({j.name for j in todo}))
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_start_worker, initargs=(base, work, options, slots)) as pool:
+                                                initializer=_start_worker, initargs=initargs) as pool:
         futures = {pool.submit(_grade_one, j.name, j.student, nbformat.writes(j.notebook)): j for j in todo}
         for future in concurrent.futures.as_completed(futures):
             job = futures[future]
