@@ -39,7 +39,7 @@ $(VENV)/teacher-installed: requirements-teacher.txt $(VENV)/installed
 lab: $(VENV)/installed
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --notebook-dir=notebooks $(ROOT_FLAG)
 
-# nbval trains notebook 04's solution for 2,000 steps, not 200,000 (conftest.py); make notebooks stores the full run
+# nbval trains notebook 04's solution for 500 steps, not 200,000 (conftest.py); make notebooks stores the full run
 test: $(VENV)/installed $(VENV)/teacher-installed
 	env -u MPLBACKEND OMP_NUM_THREADS=1 $(PY) -m pytest tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -v -n 2 --dist loadfile --no-loadscope-reorder --durations=15

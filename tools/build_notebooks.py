@@ -60,7 +60,7 @@ REPO = "backprop-ninja/backprop-ninja"
 BRANCH = "main"
 BASE_URL = f"https://raw.githubusercontent.com/{REPO}/{BRANCH}"
 COURSE_URL = f"https://github.com/{REPO}"
-SHORT_RUN = 2_000  # training steps of a quick run (the tests' nbval run, grading); make notebooks runs them all
+SHORT_RUN = 500  # training steps of a quick run (the tests' nbval run, grading); make notebooks runs them all
 
 BEGIN, END, PLACEHOLDER = "# BEGIN SOLUTION", "# END SOLUTION", "#@ "
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"

@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell-timeout", type=int, default=DEFAULTS["cell_timeout"], help="seconds per cell (60)")
     p.add_argument("--timeout", type=int, default=DEFAULTS["timeout"], help="seconds per notebook (900)")
     p.add_argument("--train-steps", type=int, default=DEFAULTS["train_steps"],
-                   help="notebook 04's training steps when graded (2000)")
+                   help=f"notebook 04's training steps when graded ({DEFAULTS['train_steps']})")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the hidden re-checks' inputs")
     p.add_argument("--memory", type=int, default=DEFAULTS["memory_mb"], metavar="MB",
                    help=f"memory of each notebook's box, MB ({DEFAULTS['memory_mb']})")
