@@ -229,6 +229,12 @@ def find_submissions(folder: Path, names: list[str]) -> tuple[list[Job], list[st
 _worker: dict = {}
 
 
+def _why_failed(result: dict, default: str) -> str:
+    """The last line of what an NbGraderAPI call that did not succeed said."""
+    lines = [l for l in str(result.get("error") or result.get("log") or "").splitlines() if l.strip()]
+    return lines[-1] if lines else default
+
+
 def _start_worker(base: Path, work: Path, options: dict, slots, names: list[str]) -> None:
     """A grading process (concurrent.futures): its own copy of the course (SQLite gradebooks are not shared between
     writers), its own box slot (so its own uid), one NbGraderAPI for all its notebooks (nbgrader's imports take
@@ -256,8 +262,7 @@ def _start_worker(base: Path, work: Path, options: dict, slots, names: list[str]
     for name in names:
         result = api.generate_assignment(name, force=True, create=True)
         if not result["success"]:
-            lines = [l for l in str(result.get("error") or result.get("log") or "").splitlines() if l.strip()]
-            failed[name] = lines[-1] if lines else "nbgrader generate_assignment failed"
+            failed[name] = _why_failed(result, "nbgrader generate_assignment failed")
     _worker.update(api=api, course=course, failed=failed)
 
 
@@ -276,8 +281,7 @@ def _grade_one(name: str, student: str, notebook: str) -> dict:
     if result["success"]:
         result = api.generate_feedback(name, student)
     if not result["success"]:
-        lines = [l for l in str(result.get("error") or result.get("log") or "nbgrader failed").splitlines() if l.strip()]
-        return {"status": "not graded: nbgrader failed", "details": lines[-1] if lines else ""}
+        return {"status": "not graded: nbgrader failed", "details": _why_failed(result, "nbgrader failed")}
     out: dict = {}
     report = course / "reports" / student / f"{name}.json"
     out["report"] = json.loads(report.read_text()) if report.exists() else {}
