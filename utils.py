@@ -11,10 +11,11 @@ Five things live here, nothing else:
     `gradcheck` to check a torch.autograd.Function's backward in plain words;
   * `judge`, which says whether a prediction was right.
 
-Correct means *approximately* equal (`torch.allclose`, rtol=1e-5, atol=1e-8: RTOL and ATOL below). Whether a
-correct gradient is also bit-exact depends on the platform: the same line can be `exact: True` on a laptop and
-`exact: False` on Colab, because the CPU (or GPU) may sum the same numbers in a different order. So `exact` is
-shown as a curiosity and never decides a verdict.
+Correct means *approximately* equal (`torch.allclose`, rtol=1e-5, atol=1e-8: RTOL and ATOL below), or both zero
+up to rounding (every element below the dtype's epsilon, as autograd leaves db1, which BatchNorm makes truly zero).
+Whether a correct gradient is also bit-exact depends on the platform: the same line can be `exact: True` on a
+laptop and `exact: False` on Colab, because the CPU (or GPU) may sum the same numbers in a different order. So
+`exact` is shown as a curiosity and never decides a verdict.
 """
 from __future__ import annotations
 
@@ -578,6 +579,16 @@ def _first(rules: list[Callable[[Case], str | None]], c: Case) -> tuple[str | No
     return None, None
 
 
+def _zero_up_to_rounding(x: torch.Tensor) -> bool:
+    """Every element below the dtype's epsilon: rounding noise around a gradient that is truly zero.
+
+    Gradients here come from a loss of order 1, so a float32 gradient whose largest element is below float32's
+    epsilon (1.2e-7) is what a sum that cancels exactly leaves behind, like db1, which BatchNorm makes zero.
+    Two such noises need not agree to ATOL (1e-8): they are judged equal, and anything larger still must.
+    """
+    return x.is_floating_point() and (x.numel() == 0 or float(x.abs().max()) < torch.finfo(x.dtype).eps)
+
+
 def _verdict(c: Case) -> Check:
     rule, msg = _first(FORM_RULES, c)
     if msg is not None:
@@ -587,6 +598,10 @@ def _verdict(c: Case) -> Check:
     maxdiff = (float((c.dt - c.g).abs().max()) if c.dt.numel() else 0.0) if finite else None
     if finite and torch.allclose(c.dt, c.g, RTOL, ATOL):
         return Check(c.name, True, bool(torch.equal(c.dt, c.g)), maxdiff)
+    if finite and _zero_up_to_rounding(c.g) and _zero_up_to_rounding(c.dt):
+        dtype, eps = str(c.g.dtype).removeprefix("torch."), torch.finfo(c.g.dtype).eps
+        return Check(c.name, True, False, maxdiff, f"autograd's {c.name} is zero up to rounding (every element below "
+                     f"{dtype}'s epsilon, {eps:.1e}), and so is yours", "zero_up_to_rounding")
     rule, msg = _first(VALUE_RULES, c)  # relative_error, the last, always answers
     if c.changed:  # the learner's formula may be right: it was fed changed forward values
         who = f"{', '.join(c.changed)} {'was' if len(c.changed) == 1 else 'were'}"

@@ -93,6 +93,31 @@ def test_correct_gradients_pass_on_the_real_model(m, capsys):
         assert res and res.correct and "->" not in out, out
 
 
+
+def test_a_gradient_that_is_truly_zero_is_judged_up_to_rounding(m, capsys):
+    # BatchNorm makes db1 zero; autograd's db1 and the learner's are rounding noise that need not agree to ATOL.
+    # At batch 17, hidden 40, 5 steps into training, a right db1 differed from autograd's by 1.4e-8 (ATOL 1e-8).
+    g = m["t"]["b1"].grad
+    assert 0 < float(g.abs().max()) < torch.finfo(g.dtype).eps
+    noise = torch.full_like(g, 1.5e-8) * torch.tensor([1.0, -1.0]).repeat(g.numel() // 2)
+    for dt in [m["d"]["b1"] + noise, noise]:  # the lecture's formula, and a db1 written as (almost) zero
+        assert not torch.allclose(dt, g, utils.RTOL, utils.ATOL)  # the plain comparison would say wrong
+        res, out = run(capsys, "b1", dt, m["t"]["b1"], rule="zero_up_to_rounding")
+        assert res and "zero up to rounding" in out and "float32's epsilon, 1.2e-07" in out, out
+
+
+def test_only_noise_below_epsilon_counts_as_zero(m, capsys):
+    b = torch.zeros(64, requires_grad=True)
+    b.grad = m["t"]["b1"].grad + 1.3e-7 * torch.linspace(-1, 1, 64)  # small, but above float32's epsilon
+    res, out = run(capsys, "b1", 2 * b.grad, b, rule="constant_factor")
+    assert not res and "2 times the gradient" in out
+    assert not utils.cmp("b1", m["d"]["b1"], b)  # noise where the truth is not zero
+    capsys.readouterr()
+    b64 = torch.zeros(64, dtype=torch.float64, requires_grad=True)
+    b64.grad = 1e-7 * torch.linspace(-1, 1, 64, dtype=torch.float64)  # below float32's epsilon, far above float64's
+    res, out = run(capsys, "b1", torch.zeros_like(b64), b64, rule="all_zeros")
+    assert not res
+
 def test_format_and_scoreboard(m, capsys):
     utils.reset_scoreboard()
     utils.cmp("logits", m["d"]["logits"], m["t"]["logits"])
