@@ -93,7 +93,6 @@ def test_correct_gradients_pass_on_the_real_model(m, capsys):
         assert res and res.correct and "->" not in out, out
 
 
-
 def test_a_gradient_that_is_truly_zero_is_judged_up_to_rounding(m, capsys):
     # BatchNorm makes db1 zero; autograd's db1 and the learner's are rounding noise that need not agree to ATOL.
     # At batch 17, hidden 40, 5 steps into training, a right db1 differed from autograd's by 1.4e-8 (ATOL 1e-8).
@@ -117,6 +116,7 @@ def test_only_noise_below_epsilon_counts_as_zero(m, capsys):
     b64.grad = 1e-7 * torch.linspace(-1, 1, 64, dtype=torch.float64)  # below float32's epsilon, far above float64's
     res, out = run(capsys, "b1", torch.zeros_like(b64), b64, rule="all_zeros")
     assert not res
+
 
 def test_format_and_scoreboard(m, capsys):
     utils.reset_scoreboard()
